@@ -1,0 +1,34 @@
+"""The `srt` command. Each subcommand lives in srt_local/commands/; `srt` alone opens the TUI."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from srt_local import __version__
+from srt_local.commands import models
+from srt_local.commands.common import run_cli
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="srt")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """srt-local: Selective Reflection-Tuning on your own machine.
+
+    A teacher (Ollama, or an embedded llama.cpp model) rewrites instruction pairs; a small student
+    (a GGUF run by llama.cpp) keeps the rewrites it can learn from, by IFD and r-IFD; everything
+    lands in one DuckDB file you can query with `srt sql`.
+
+    Start with `srt demo`, or `srt` alone for the terminal UI.
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(cli.commands["tui"]) if "tui" in cli.commands else click.echo(ctx.get_help())
+
+
+cli.add_command(models.models)
+
+
+def main() -> None:
+    sys.exit(run_cli(cli))

