@@ -7,8 +7,9 @@ import sys
 import click
 
 from srt_local import __version__
-from srt_local.commands import models
+from srt_local.commands import demo, export_cmd, import_cmd, models, run_cmd, sql_cmd
 from srt_local.commands.common import run_cli
+from srt_local.commands.tui_cmd import tui
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,7 +29,18 @@ def cli(ctx: click.Context) -> None:
 
 
 cli.add_command(models.models)
+cli.add_command(import_cmd.import_)
+cli.add_command(export_cmd.export)
+cli.add_command(run_cmd.run)
+cli.add_command(run_cmd.status)
+cli.add_command(sql_cmd.sql)
+cli.add_command(demo.demo)
+cli.add_command(tui)
 
 
 def main() -> None:
     sys.exit(run_cli(cli))
+
+
+if __name__ == "__main__":
+    main()

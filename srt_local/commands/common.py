@@ -10,7 +10,9 @@ from rich.console import Console
 
 from srt_local.config import ConfigError
 from srt_local.model_files import ModelFileError
+from srt_local.pipeline import PipelineError
 from srt_local.store import StoreError
+from srt_local.teachers.base import TeacherError
 
 # Data goes to stdout; progress and diagnostics go here.
 err_console = Console(stderr=True)
@@ -44,7 +46,7 @@ def run_cli(group: click.Group) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except (ConfigError, ModelFileError, StoreError) as exc:
+    except (ConfigError, ModelFileError, StoreError, PipelineError, TeacherError) as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_USAGE
     except KeyboardInterrupt:

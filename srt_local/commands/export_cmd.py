@@ -1,0 +1,86 @@
+"""`srt export`: write a run's selection as a training file and its LLaMA-Factory entry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from srt_local.commands.common import UserError, db_option, err_console
+from srt_local.exporter import ExportError, export_run
+from srt_local.formats import EXPORT_FORMATS, DatasetFileError
+from srt_local.store import Store
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN", type=int)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(EXPORT_FORMATS),
+    required=True,
+    help="alpaca, sharegpt and messages write .json (an array) or .jsonl as --out "
+    "names it; parquet writes the alpaca columns.",
+)
+@click.option(
+    "--top-k",
+    type=int,
+    default=None,
+    help="Keep only the N samples with the highest IFD among IFD < 1.",
+)
+@click.option(
+    "--top-fraction",
+    type=float,
+    default=None,
+    help="Keep ceil(F x size of the selection) samples, by IFD as --top-k.",
+)
+@click.option("--with-scores", is_flag=True, help="Add the ifd_ppl and rifd_ppl fields.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The file to write; dataset_info.json is written or updated beside it.",
+)
+@db_option
+def export(
+    run_id: int,
+    fmt: str,
+    top_k: int | None,
+    top_fraction: float | None,
+    with_scores: bool,
+    out: Path,
+    db_path: Path | None,
+) -> None:
+    """Write the selection of run RUN to --out, and a dataset_info.json entry that loads it.
+
+    The entry (named after --out's stem) is merged into dataset_info.json beside the file, keeping
+    the other entries, and printed. sharegpt and messages have no input field: an input follows the
+    instruction after a blank line.
+
+    Example: srt export 1 --format sharegpt --out data/kept.json
+    """
+    with Store.open(db_path, read_only=True) as store:
+        try:
+            report = export_run(
+                store,
+                run_id,
+                fmt,
+                out,
+                top_k=top_k,
+                top_fraction=top_fraction,
+                with_scores=with_scores,
+            )
+        except (ExportError, DatasetFileError) as exc:
+            raise UserError(str(exc)) from None
+    cut = "" if report.n_written == report.n_selected else f" (top {report.n_written} by IFD)"
+    err_console.print(
+        f"wrote {report.n_written} of {report.n_selected} selected samples{cut} to {report.path} "
+        f"({fmt}); {'updated' if report.replaced_entry else 'added'} entry "
+        f"{report.entry_name!r} in {report.info_path}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if report.n_written == 0:
+        err_console.print("[yellow]warning:[/] the selection is empty", highlight=False)
+    click.echo(json.dumps({report.entry_name: report.entry}, indent=2))

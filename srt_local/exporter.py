@@ -1,0 +1,111 @@
+"""Export a run's selection as a training file plus the LLaMA-Factory entry that loads it.
+
+The selection is the store's `selection` view for the run (overrides applied), in dataset order.
+The optional final cut of METHOD.md keeps, among the rows with IFD < 1, the k with the highest IFD,
+written in that rank order (IFD descending, ties by dataset order). `top_fraction` F keeps
+ceil(F x n) rows, n being the size of the selection, so a small fraction never rounds to nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from srt_local.formats import (
+    ExportRow,
+    check_out_path,
+    dataset_info_entry,
+    update_dataset_info,
+    write_dataset,
+)
+from srt_local.pairs import Pair
+from srt_local.store import Store
+
+
+class ExportError(ValueError):
+    """The export cannot be made as asked (unknown run, bad top-k)."""
+
+
+@dataclass
+class ExportReport:
+    """What was written where."""
+
+    run_id: int
+    path: Path
+    format: str
+    n_selected: int  # rows in the run's selection
+    n_written: int  # after the top-k cut, if any
+    info_path: Path
+    entry_name: str
+    entry: dict[str, Any]
+    replaced_entry: bool
+
+
+def select_rows(
+    store: Store, run_id: int, top_k: int | None = None, top_fraction: float | None = None
+) -> tuple[list[ExportRow], int]:
+    """The run's selection (cut to the top k by IFD if asked) and the selection's full size."""
+    if top_k is not None and top_fraction is not None:
+        raise ExportError("give --top-k or --top-fraction, not both")
+    if top_k is not None and top_k < 1:
+        raise ExportError(f"--top-k must be at least 1, got {top_k}")
+    if top_fraction is not None and not 0 < top_fraction <= 1:
+        raise ExportError(f"--top-fraction must be in (0, 1], got {top_fraction}")
+    if not store.query("SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
+        raise ExportError(f"no run {run_id}; {_runs_hint(store)}")
+    rows = [
+        ExportRow(Pair(instruction, input_, output), ifd, rifd)
+        for instruction, input_, output, ifd, rifd in store.query(
+            "SELECT instruction, input, output, ifd_ppl, rifd_ppl FROM selection "
+            "WHERE run_id = ? ORDER BY position",
+            [run_id],
+        )
+    ]
+    if top_k is None and top_fraction is None:
+        return rows, len(rows)
+    # The small epsilon keeps float noise (0.1 * 30 = 3.0000000000000004) from adding a row.
+    k = top_k if top_k is not None else math.ceil((top_fraction or 0) * len(rows) - 1e-9)
+    eligible = [(i, r) for i, r in enumerate(rows) if r.ifd_ppl is not None and r.ifd_ppl < 1]
+    eligible.sort(key=lambda item: (-(item[1].ifd_ppl or 0.0), item[0]))
+    return [r for _, r in eligible[:k]], len(rows)
+
+
+def export_run(
+    store: Store,
+    run_id: int,
+    fmt: str,
+    out: Path,
+    top_k: int | None = None,
+    top_fraction: float | None = None,
+    with_scores: bool = False,
+) -> ExportReport:
+    """Write the run's selection to `out` in `fmt` and add its entry to out's dataset_info.json."""
+    check_out_path(out, fmt)
+    rows, n_selected = select_rows(store, run_id, top_k, top_fraction)
+    write_dataset(out, rows, fmt, with_scores)
+    entry = dataset_info_entry(out.name, fmt)
+    info_path, replaced = update_dataset_info(out.parent, out.stem, entry)
+    return ExportReport(
+        run_id=run_id,
+        path=out,
+        format=fmt,
+        n_selected=n_selected,
+        n_written=len(rows),
+        info_path=info_path,
+        entry_name=out.stem,
+        entry=entry,
+        replaced_entry=replaced,
+    )
+
+
+def _runs_hint(store: Store) -> str:
+    runs = store.query(
+        "SELECT r.run_id, d.name, r.status FROM runs r LEFT JOIN datasets d USING (dataset_id) "
+        "ORDER BY r.run_id"
+    )
+    if not runs:
+        return "there are no runs yet (start one with `srt run DATASET`)"
+    listed = ", ".join(f"{run_id} ({name}, {status})" for run_id, name, status in runs)
+    return f"runs: {listed}"

@@ -1,0 +1,248 @@
+"""One record of a dataset, checked and turned into a Pair, in each of the three formats.
+
+Formats:
+- alpaca:   {"instruction": str, "input": str | null (optional), "output": str}; other keys ignored.
+- sharegpt: {"conversations": [{"from": "human" | "gpt" | "system", "value": str}, ...],
+             "system": str (optional)}  (LLaMA-Factory's sharegpt).
+- messages: {"messages": [{"role": "user" | "assistant" | "system", "content": str}, ...]}
+            (OpenAI chat style).
+
+Multi-turn policy: an instruction pair is one exchange, so a conversation gives the first user turn
+(the instruction, input "") and the assistant turn right after it (the output). A system prompt
+(a system turn before that exchange, or sharegpt's top-level "system") is dropped, and so is every
+turn after the first reply; each dropped turn is counted in `turns_skipped`, never silently.
+A conversation that opens with the assistant, has no reply to its first user turn, uses an
+unknown role or has an empty instruction or reply is rejected, naming the turn and field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from srt_local.pairs import Pair
+
+FORMATS = ("alpaca", "sharegpt", "messages")
+
+RAW_LIMIT = 500  # characters of a bad record kept in the store
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """A record that could not be imported: where it is, which field, and why."""
+
+    file: str
+    location: str
+    field: str | None
+    reason: str
+    raw: str | None = None  # the record's text, truncated to RAW_LIMIT characters
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.location}: "
+        return where + (f"field {self.field!r}: " if self.field else "") + self.reason
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """The roles and keys of one conversation format."""
+
+    key: str
+    role_key: str
+    content_key: str
+    user: str
+    assistant: str
+    system: str
+
+
+CONVERSATIONS = {
+    "sharegpt": Conversation("conversations", "from", "value", "human", "gpt", "system"),
+    "messages": Conversation("messages", "role", "content", "user", "assistant", "system"),
+}
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """A problem with one field of a record (None: with the record as a whole)."""
+
+    field: str | None
+    reason: str
+
+
+def describe(value: Any) -> str:
+    """A short, JSON-like rendering of a wrong value for an error message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+        return text if len(text) <= 40 else text[:37] + '..."'
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+FORMAT_KEYS = {
+    "sharegpt": ("conversations",),
+    "messages": ("messages",),
+    "alpaca": ("instruction", "output"),
+}
+
+
+def _has_keys(record: dict[str, Any], fmt: str) -> bool:
+    return any(key in record for key in FORMAT_KEYS[fmt])
+
+
+def detect_format(record: Any) -> str | None:
+    """The format a record's keys point to, or None if they name none."""
+    if not isinstance(record, dict):
+        return None
+    return next((fmt for fmt in FORMAT_KEYS if _has_keys(record, fmt)), None)
+
+
+class RecordProblems(Exception):
+    """Every problem found in one record."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        super().__init__("; ".join(p.reason for p in problems))
+        self.problems = problems
+
+
+def to_pair(record: Any, fmt: str) -> tuple[Pair, int]:
+    """The record as a Pair and the number of turns the multi-turn policy dropped.
+
+    Raises RecordProblems, with every problem found, when the record is not a valid `fmt` record.
+    """
+    if not isinstance(record, dict):
+        raise RecordProblems(
+            [FieldProblem(None, f"expected a JSON object, got {describe(record)}")]
+        )
+    looks_like = detect_format(record)
+    if looks_like is not None and not _has_keys(record, fmt):
+        article = "an" if looks_like == "alpaca" else "a"
+        raise RecordProblems(
+            [FieldProblem(None, f"{article} {looks_like} record, but the file is read as {fmt}")]
+        )
+    if fmt == "alpaca":
+        return _alpaca(record), 0
+    return _conversation(record, CONVERSATIONS[fmt])
+
+
+def _text(
+    record: dict[str, Any], key: str, field: str, required: bool, problems: list[FieldProblem]
+) -> str:
+    if key not in record:
+        if required:
+            problems.append(FieldProblem(field, "missing"))
+        return ""
+    value = record[key]
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        problems.append(FieldProblem(field, f"expected a string, got {describe(value)}"))
+        return ""
+    if required and not value.strip():
+        problems.append(FieldProblem(field, "empty" if not value else "only whitespace"))
+    return value
+
+
+def _alpaca(record: dict[str, Any]) -> Pair:
+    problems: list[FieldProblem] = []
+    instruction = _text(record, "instruction", "instruction", True, problems)
+    input_ = _text(record, "input", "input", False, problems)
+    output = _text(record, "output", "output", True, problems)
+    if problems:
+        raise RecordProblems(problems)
+    return Pair(instruction, input_, output)
+
+
+def _conversation(record: dict[str, Any], conv: Conversation) -> tuple[Pair, int]:
+    problems: list[FieldProblem] = []
+    if conv.key not in record:
+        raise RecordProblems([FieldProblem(conv.key, "missing")])
+    turns = record[conv.key]
+    if not isinstance(turns, list):
+        raise RecordProblems([FieldProblem(conv.key, f"expected a list, got {describe(turns)}")])
+    known = (conv.user, conv.assistant, conv.system)
+    roles: list[str | None] = []
+    for i, turn in enumerate(turns):
+        field = f"{conv.key}[{i}]"
+        if not isinstance(turn, dict):
+            problems.append(FieldProblem(field, f"expected an object, got {describe(turn)}"))
+            roles.append(None)
+            continue
+        role = turn.get(conv.role_key)
+        if role not in known:
+            reason = "missing" if conv.role_key not in turn else f"unknown role {describe(role)}"
+            allowed = ", ".join(repr(r) for r in known)
+            problems.append(
+                FieldProblem(f"{field}.{conv.role_key}", f"{reason} (allowed: {allowed})")
+            )
+            roles.append(None)
+            continue
+        roles.append(role)
+        content = turn.get(conv.content_key)
+        if conv.content_key not in turn:
+            problems.append(FieldProblem(f"{field}.{conv.content_key}", "missing"))
+        elif not isinstance(content, str):
+            problems.append(
+                FieldProblem(
+                    f"{field}.{conv.content_key}", f"expected a string, got {describe(content)}"
+                )
+            )
+    if problems:
+        raise RecordProblems(problems)
+
+    skipped = 0
+    system = record.get("system")
+    if system is not None and not isinstance(system, str):
+        raise RecordProblems([FieldProblem("system", f"expected a string, got {describe(system)}")])
+    if system and system.strip():
+        skipped += 1
+    first = 0
+    while first < len(roles) and roles[first] == conv.system:
+        first += 1
+    skipped += first
+    if first == len(roles):
+        reason = "empty conversation" if not roles else "only system turns"
+        raise RecordProblems([FieldProblem(conv.key, f"{reason}: no {conv.user!r} turn")])
+    if roles[first] != conv.user:
+        raise RecordProblems(
+            [
+                FieldProblem(
+                    f"{conv.key}[{first}].{conv.role_key}",
+                    f"the conversation must open with {conv.user!r} (after any system prompt), "
+                    f"got {roles[first]!r}",
+                )
+            ]
+        )
+    if first + 1 == len(roles) or roles[first + 1] != conv.assistant:
+        got = "nothing" if first + 1 == len(roles) else repr(roles[first + 1])
+        raise RecordProblems(
+            [
+                FieldProblem(
+                    f"{conv.key}[{first + 1}].{conv.role_key}",
+                    f"expected the {conv.assistant!r} reply to the first {conv.user!r} turn, "
+                    f"got {got}",
+                )
+            ]
+        )
+    instruction = turns[first][conv.content_key]
+    output = turns[first + 1][conv.content_key]
+    for i, text in ((first, instruction), (first + 1, output)):
+        if not text.strip():
+            problems.append(
+                FieldProblem(
+                    f"{conv.key}[{i}].{conv.content_key}",
+                    "empty" if not text else "only whitespace",
+                )
+            )
+    if problems:
+        raise RecordProblems(problems)
+    skipped += len(roles) - (first + 2)
+    return Pair(instruction, "", output), skipped

@@ -1,0 +1,181 @@
+"""Write pairs as a dataset file, and the LLaMA-Factory `dataset_info.json` entry that loads it.
+
+The container follows the file name: `.json` is one JSON array, `.jsonl` one record per line,
+`.parquet` a table of the alpaca columns. sharegpt and messages records have no `input` field, so
+an input is joined to the instruction with a blank line ("instruction\\n\\ninput"), as LLaMA-Factory
+itself joins alpaca's prompt and query. Every file is written to a temporary name and renamed, so a
+crash never leaves half a file under the real name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from srt_local.formats.read import DatasetFileError
+from srt_local.pairs import Pair
+
+EXPORT_FORMATS = ("alpaca", "sharegpt", "messages", "parquet")
+SCORE_FIELDS = ("ifd_ppl", "rifd_ppl")  # the reference code's names for IFD and r-IFD
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """One pair to write, with its scores (None where the run has none)."""
+
+    pair: Pair
+    ifd_ppl: float | None = None
+    rifd_ppl: float | None = None
+
+
+def prompt_text(pair: Pair) -> str:
+    """The user turn of a conversation: the instruction, then the input after a blank line."""
+    return f"{pair.instruction}\n\n{pair.input}" if pair.input else pair.instruction
+
+
+def to_record(row: ExportRow, fmt: str, with_scores: bool) -> dict[str, Any]:
+    """The JSON record of one row in `fmt` (alpaca, sharegpt or messages)."""
+    pair = row.pair
+    record: dict[str, Any]
+    if fmt in ("alpaca", "parquet"):
+        record = {"instruction": pair.instruction, "input": pair.input, "output": pair.output}
+    elif fmt == "sharegpt":
+        record = {
+            "conversations": [
+                {"from": "human", "value": prompt_text(pair)},
+                {"from": "gpt", "value": pair.output},
+            ]
+        }
+    elif fmt == "messages":
+        record = {
+            "messages": [
+                {"role": "user", "content": prompt_text(pair)},
+                {"role": "assistant", "content": pair.output},
+            ]
+        }
+    else:
+        raise ValueError(f"unknown export format {fmt!r}")
+    if with_scores:
+        record["ifd_ppl"] = row.ifd_ppl
+        record["rifd_ppl"] = row.rifd_ppl
+    return record
+
+
+def check_out_path(path: Path, fmt: str) -> None:
+    """Refuse an output name whose extension does not fit the format, before any work is done."""
+    suffix = path.suffix.lower()
+    if fmt == "parquet" and suffix != ".parquet":
+        raise DatasetFileError(f"{path}: --format parquet writes a .parquet file")
+    if fmt != "parquet" and suffix not in (".json", ".jsonl"):
+        raise DatasetFileError(
+            f"{path}: --format {fmt} writes .json (one array) or .jsonl (one record per line)"
+        )
+
+
+def write_dataset(path: Path, rows: Sequence[ExportRow], fmt: str, with_scores: bool) -> None:
+    """Write `rows` to `path` in `fmt`, atomically."""
+    check_out_path(path, fmt)
+    if fmt == "parquet":
+        _atomic(path, "wb", lambda f: _write_parquet(f, rows, with_scores))
+        return
+    records = [to_record(row, fmt, with_scores) for row in rows]
+    if path.suffix.lower() == ".jsonl":
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    else:
+        text = json.dumps(records, ensure_ascii=False, indent=2) + "\n"
+    _atomic(path, "w", lambda f: f.write(text))
+
+
+def _write_parquet(f: IO[Any], rows: Sequence[ExportRow], with_scores: bool) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns: dict[str, pa.Array] = {
+        "instruction": pa.array([r.pair.instruction for r in rows], pa.string()),
+        "input": pa.array([r.pair.input for r in rows], pa.string()),
+        "output": pa.array([r.pair.output for r in rows], pa.string()),
+    }
+    if with_scores:
+        columns["ifd_ppl"] = pa.array([r.ifd_ppl for r in rows], pa.float64())
+        columns["rifd_ppl"] = pa.array([r.rifd_ppl for r in rows], pa.float64())
+    pq.write_table(pa.table(columns), f)
+
+
+def dataset_info_entry(file_name: str, fmt: str) -> dict[str, Any]:
+    """A LLaMA-Factory dataset_info.json entry that loads `file_name` written in `fmt`."""
+    entry: dict[str, Any] = {"file_name": file_name}
+    if fmt in ("alpaca", "parquet"):
+        entry["formatting"] = "alpaca"
+        entry["columns"] = {"prompt": "instruction", "query": "input", "response": "output"}
+    elif fmt == "sharegpt":
+        entry["formatting"] = "sharegpt"
+        entry["columns"] = {"messages": "conversations"}
+        entry["tags"] = {
+            "role_tag": "from",
+            "content_tag": "value",
+            "user_tag": "human",
+            "assistant_tag": "gpt",
+            "system_tag": "system",
+        }
+    elif fmt == "messages":
+        entry["formatting"] = "sharegpt"
+        entry["columns"] = {"messages": "messages"}
+        entry["tags"] = {
+            "role_tag": "role",
+            "content_tag": "content",
+            "user_tag": "user",
+            "assistant_tag": "assistant",
+            "system_tag": "system",
+        }
+    else:
+        raise ValueError(f"unknown export format {fmt!r}")
+    return entry
+
+
+def update_dataset_info(directory: Path, name: str, entry: dict[str, Any]) -> tuple[Path, bool]:
+    """Set `name` in `directory`/dataset_info.json, keeping every other entry.
+
+    Returns the file's path and whether an entry of that name was replaced. A file that is not a
+    JSON object is left alone and reported, never overwritten.
+    """
+    path = directory / "dataset_info.json"
+    info: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8-sig"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DatasetFileError(
+                f"{path}: not valid JSON ({exc}); fix or move it, then export again"
+            ) from None
+        if not isinstance(loaded, dict):
+            raise DatasetFileError(f"{path}: expected a JSON object of datasets; left unchanged")
+        info = loaded
+    replaced = name in info
+    info[name] = entry
+    text = json.dumps(info, ensure_ascii=False, indent=2) + "\n"
+    _atomic(path, "w", lambda f: f.write(text))
+    return path, replaced
+
+
+def _atomic(path: Path, mode: str, write: Callable[[IO[Any]], object]) -> None:
+    """Write through a temporary file in `path`'s directory, renamed over `path` once synced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp creates the file private (0600); give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,329 @@
+"""Reading a run's decisions back for review, and a person's override of one decision.
+
+Pure SQL over the store (no screen code): the TUI's Browse, Distributions and Datasets views call
+these from worker threads. An override is stored in `decisions.override`; the `selection` view, and
+so every export, honours it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from srt_local.store import Store
+
+OVERRIDES = ("accept", "reject")
+BRANCHES = ("QA", "Q", "A", "ori")
+OUTCOMES = ("all", "kept", "dropped", "overridden")
+
+# What a sample counts as, once a person's override is taken into account (as the selection view).
+KEPT_SQL = "coalesce(d.override = 'accept', d.emitted)"
+
+# Sort keys the Browse view offers, and the SQL each one orders by.
+SORTS: dict[str, str] = {
+    "sample": "s.position",
+    "ifd ori": "d.ifd_ori",
+    "ifd Q": "d.ifd_q",
+    "rifd base": "d.rifd_base",
+    "rifd refl": "d.rifd_reflected",
+    "Δ ifd": "d.ifd_margin",
+    "Δ rifd": "d.rifd_margin",
+    "branch": "d.branch",
+}
+
+
+def set_override(store: Store, run_id: int, sample_id: int, value: str | None) -> None:
+    """Accept or reject one sample of a run by hand (None clears it); export follows it."""
+    if value is not None and value not in OVERRIDES:
+        raise ValueError(f"override must be one of {', '.join(OVERRIDES)} or None, not {value!r}")
+    with store.transaction() as con:
+        rows = con.execute(
+            "UPDATE decisions SET override = ? WHERE run_id = ? AND sample_id = ? "
+            "RETURNING sample_id",
+            [value, run_id, sample_id],
+        ).fetchall()
+        if not rows:
+            raise LookupError(f"run {run_id} has no decision for sample {sample_id}")
+
+
+# ---------------------------------------------------------------- browse
+
+
+@dataclass(frozen=True)
+class BrowseFilter:
+    """Which decisions of a run to list, and in what order."""
+
+    branch: str | None = None  # one of BRANCHES, or None for all
+    outcome: str = "all"  # one of OUTCOMES
+    text: str = ""  # a case-insensitive substring of the original instruction or response
+    sort: str = "sample"  # a key of SORTS
+    descending: bool = False
+
+    def where(self) -> tuple[str, list[Any]]:
+        """The SQL condition (on decisions d and samples s) and its parameters."""
+        if self.branch is not None and self.branch not in BRANCHES:
+            raise ValueError(f"branch must be one of {', '.join(BRANCHES)}, not {self.branch!r}")
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {self.outcome!r}")
+        clauses = ["d.run_id = ?"]
+        params: list[Any] = []
+        if self.branch is not None:
+            clauses.append("d.branch = ?")
+            params.append(self.branch)
+        if self.outcome == "kept":
+            clauses.append(KEPT_SQL)
+        elif self.outcome == "dropped":
+            clauses.append(f"NOT {KEPT_SQL}")
+        elif self.outcome == "overridden":
+            clauses.append("d.override IS NOT NULL")
+        if self.text:
+            clauses.append("(s.instruction ILIKE ? ESCAPE '\\' OR s.output ILIKE ? ESCAPE '\\')")
+            pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%") + "%"
+            params += [pattern, pattern]
+        return " AND ".join(clauses), params
+
+    def order_by(self) -> str:
+        if self.sort not in SORTS:
+            raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {self.sort!r}")
+        direction = "DESC" if self.descending else "ASC"
+        # Missing scores sort last either way; position breaks ties so pages are stable.
+        return f"{SORTS[self.sort]} {direction} NULLS LAST, s.position"
+
+
+def browse_page(
+    store: Store, run_id: int, flt: BrowseFilter, limit: int, offset: int = 0
+) -> tuple[pa.Table, int]:
+    """One page of a run's decisions as an Arrow table, and how many match the filter in all."""
+    where, params = flt.where()
+    base = f"FROM decisions d JOIN samples s USING (sample_id) WHERE {where}"
+    sql = (
+        "SELECT d.sample_id AS id, d.branch, round(d.ifd_ori, 3) AS \"ifd ori\", "
+        "round(d.ifd_q, 3) AS \"ifd Q\", round(d.rifd_base, 3) AS \"rifd base\", "
+        "round(d.rifd_reflected, 3) AS \"rifd refl\", round(d.ifd_margin, 3) AS \"Δ ifd\", "
+        "round(d.rifd_margin, 3) AS \"Δ rifd\", "
+        "CASE WHEN d.emitted THEN 'yes' ELSE 'no' END AS emitted, "
+        "coalesce(d.override, '') AS override, "
+        "CASE WHEN " + KEPT_SQL + " THEN 'yes' ELSE 'no' END AS kept, "
+        "left(regexp_replace(s.instruction, '\\s+', ' ', 'g'), 80) AS instruction "
+        f"{base} ORDER BY {flt.order_by()} LIMIT ? OFFSET ?"
+    )
+    with store.lock:
+        table = store.con.sql(sql, params=[run_id, *params, limit, offset]).to_arrow_table()
+        total = store.con.execute(f"SELECT count(*) {base}", [run_id, *params]).fetchall()
+    return table, int(total[0][0])
+
+
+# ---------------------------------------------------------------- one sample
+
+
+@dataclass(frozen=True)
+class VersionView:
+    """One version of a sample with the run's student scores of it."""
+
+    kind: str  # ori | Q | A | QA
+    instruction: str
+    input: str
+    output: str
+    critique: str | None
+    ifd: float | None
+    rifd: float | None
+    score_status: str | None  # None when the run's student has not scored it
+
+
+@dataclass(frozen=True)
+class SampleDetail:
+    """Everything the Browse view shows about one decision."""
+
+    run_id: int
+    sample_id: int
+    location: str
+    branch: str
+    final_kind: str
+    reason: str
+    passes: bool
+    emitted: bool
+    override: str | None
+    ifd_margin: float | None
+    rifd_margin: float | None
+    versions: dict[str, VersionView]
+    failures: dict[str, str] = field(default_factory=dict)  # kind -> why it could not be made
+
+    @property
+    def kept(self) -> bool:
+        return self.override == "accept" if self.override is not None else self.emitted
+
+    def reflected_kinds(self) -> list[str]:
+        """The reflected versions that exist, the one the decision stands on first."""
+        order = [k for k in ("QA", "Q", "A") if k in self.versions]
+        if self.final_kind in order:
+            order.remove(self.final_kind)
+            order.insert(0, self.final_kind)
+        return order
+
+
+def sample_detail(store: Store, run_id: int, sample_id: int) -> SampleDetail:
+    """A decision with the texts of every version, their scores and the teacher's critiques."""
+    rows = store.query_dicts(
+        "SELECT d.*, s.location, r.teacher_key, r.student_sha256, r.template, r.max_tokens "
+        "FROM decisions d JOIN samples s USING (sample_id) JOIN runs r USING (run_id) "
+        "WHERE d.run_id = ? AND d.sample_id = ?",
+        [run_id, sample_id],
+    )
+    if not rows:
+        raise LookupError(f"run {run_id} has no decision for sample {sample_id}")
+    d = rows[0]
+    versions: dict[str, VersionView] = {}
+    for v in store.query_dicts(
+        "SELECT v.kind, v.instruction, v.input, v.output, v.critique, "
+        "sc.ifd_ppl, sc.rifd_ppl, sc.status "
+        "FROM versions v LEFT JOIN scores sc ON sc.pair_hash = v.pair_hash "
+        "AND sc.student_sha256 = ? AND sc.template = ? AND sc.max_tokens = ? "
+        "WHERE v.sample_id = ? AND (v.kind = 'ori' OR v.teacher_key = ?)",
+        [d["student_sha256"], d["template"], d["max_tokens"], sample_id, d["teacher_key"]],
+    ):
+        versions[v["kind"]] = VersionView(
+            kind=v["kind"],
+            instruction=v["instruction"],
+            input=v["input"],
+            output=v["output"],
+            critique=v["critique"],
+            ifd=v["ifd_ppl"],
+            rifd=v["rifd_ppl"],
+            score_status=v["status"],
+        )
+    if "ori" not in versions:
+        # The pipeline stores no 'ori' version row; the original pair is the sample itself.
+        s = store.query_dicts(
+            "SELECT s.instruction, s.input, s.output, sc.ifd_ppl, sc.rifd_ppl, sc.status "
+            "FROM samples s LEFT JOIN scores sc ON sc.pair_hash = s.pair_hash "
+            "AND sc.student_sha256 = ? AND sc.template = ? AND sc.max_tokens = ? "
+            "WHERE s.sample_id = ?",
+            [d["student_sha256"], d["template"], d["max_tokens"], sample_id],
+        )[0]
+        versions["ori"] = VersionView(
+            "ori", s["instruction"], s["input"], s["output"], None,
+            s["ifd_ppl"], s["rifd_ppl"], s["status"],
+        )
+    failures = {
+        str(kind): str(outcome)
+        for kind, outcome in store.query(
+            "SELECT kind, outcome FROM reflection_failures WHERE sample_id = ? AND teacher_key = ?",
+            [sample_id, d["teacher_key"]],
+        )
+    }
+    return SampleDetail(
+        run_id=run_id,
+        sample_id=sample_id,
+        location=d["location"],
+        branch=d["branch"],
+        final_kind=d["final_kind"],
+        reason=d["reason"],
+        passes=bool(d["passes"]),
+        emitted=bool(d["emitted"]),
+        override=d["override"],
+        ifd_margin=d["ifd_margin"],
+        rifd_margin=d["rifd_margin"],
+        versions=versions,
+        failures=failures,
+    )
+
+
+_TOKENS = re.compile(r"\s+|\w+|[^\w\s]")
+
+
+def word_diff(old: str, new: str) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+    """The two texts cut into (text, changed) runs: words removed from `old`, added in `new`."""
+    a = _TOKENS.findall(old)
+    b = _TOKENS.findall(new)
+    left: list[tuple[str, bool]] = []
+    right: list[tuple[str, bool]] = []
+
+    def add(side: list[tuple[str, bool]], text: str, changed: bool) -> None:
+        if not text:
+            return
+        if side and side[-1][1] == changed:
+            side[-1] = (side[-1][0] + text, changed)
+        else:
+            side.append((text, changed))
+
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        changed = tag != "equal"
+        add(left, "".join(a[i1:i2]), changed)
+        add(right, "".join(b[j1:j2]), changed)
+    return left, right
+
+
+# ---------------------------------------------------------------- distributions
+
+
+@dataclass(frozen=True)
+class Distributions:
+    """A run's scores as columns, for histograms: original against reflected, and the kept ones."""
+
+    ifd_ori: list[float]
+    ifd_q: list[float]
+    rifd_base: list[float]
+    rifd_reflected: list[float]
+    ifd_kept: list[float]
+    rifd_kept: list[float]
+    decided: int
+    kept: int
+
+
+def score_distributions(store: Store, run_id: int) -> Distributions:
+    """Every finite score of a run's decisions (NULLs, from failed versions, are left out)."""
+
+    def column(expr: str, where: str = "true") -> list[float]:
+        rows = store.query(
+            f"SELECT {expr} FROM decisions d WHERE run_id = ? AND {where} "
+            f"AND {expr} IS NOT NULL AND isfinite({expr}) ORDER BY sample_id",
+            [run_id],
+        )
+        return [float(r[0]) for r in rows]
+
+    counts = store.query(
+        f"SELECT count(*), count(*) FILTER (WHERE {KEPT_SQL}) FROM decisions d WHERE run_id = ?",
+        [run_id],
+    )[0]
+    return Distributions(
+        ifd_ori=column("d.ifd_ori"),
+        ifd_q=column("d.ifd_q"),
+        rifd_base=column("d.rifd_base"),
+        rifd_reflected=column("d.rifd_reflected"),
+        ifd_kept=column("d.ifd_final", KEPT_SQL),
+        rifd_kept=column("d.rifd_final", KEPT_SQL),
+        decided=int(counts[0]),
+        kept=int(counts[1]),
+    )
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def datasets_table(store: Store) -> pa.Table:
+    """The imported datasets with their counts, newest last."""
+    with store.lock:
+        return store.con.sql(
+            "SELECT dataset_id AS id, name, format, n_records AS records, n_imported AS imported, "
+            "n_duplicates AS duplicates, n_rejected AS rejected, "
+            "n_turns_skipped AS \"turns skipped\" FROM datasets ORDER BY dataset_id"
+        ).to_arrow_table()
+
+
+def import_errors_page(store: Store, dataset_id: int, limit: int) -> tuple[pa.Table, int]:
+    """A dataset's rejected records (location, field, reason), capped, and how many there are."""
+    with store.lock:
+        table = store.con.sql(
+            "SELECT location, coalesce(field, '') AS field, reason FROM import_errors "
+            "WHERE dataset_id = ? LIMIT ?",
+            params=[dataset_id, limit],
+        ).to_arrow_table()
+        total = store.con.execute(
+            "SELECT count(*) FROM import_errors WHERE dataset_id = ?", [dataset_id]
+        ).fetchall()
+    return table, int(total[0][0])

@@ -1,0 +1,281 @@
+"""The student: IFD and r-IFD of instruction pairs, scored by a GGUF model on llama.cpp.
+
+For a pair (x, y) four mean losses over target tokens only (METHOD.md):
+L(y|T(x)), L(y), L(x|T(R(y))) and L(x). Every scored text starts with the vocabulary's BOS token,
+whatever the GGUF's add-BOS flag says, so that the first target token of an unconditioned text is
+predicted from BOS alone.
+
+Token boundaries are exact: the prompt is tokenized alone and with the target appended; when the
+prompt's tokens are a prefix of the whole text's tokens, the rest are the target's. When a merge
+crosses the join they are not, and the target is tokenized on its own after the prompt's tokens
+(recorded in `detail` and counted in `boundary_fallbacks`). The text is never searched.
+
+An unconditioned text is BOS plus the very target tokens scored in the conditioned text (the
+tokens of the raw text, except at a join that merged), cut to as many as survived truncation
+there, so both means cover the same tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from srt_local.config import StudentSpec
+from srt_local.logprobs import EngineSettings, Job, LlamaEngine
+from srt_local.model_files import file_sha256, resolve_gguf
+from srt_local.pairs import Pair
+from srt_local.templates import Conditioning, instruction_text, make_conditioning
+
+STATUS_OK = "ok"
+STATUS_EMPTY_RESPONSE = "empty_response"
+STATUS_EMPTY_INSTRUCTION = "empty_instruction"
+STATUS_TRUNCATED_AWAY = "truncated_away"
+STATUS_DECODE_ERROR = "decode_error"
+STATUS_ZERO_LOSS = "zero_loss"
+
+BOUNDARY_NOTE = "a merge crossed the prompt/target join; the target was tokenized on its own"
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class PairScore:
+    """The student's verdict on one pair. Derived scores are None unless status is "ok"."""
+
+    status: str
+    detail: str | None
+    loss_y_given_x: float | None
+    loss_y: float | None
+    loss_x_given_y: float | None
+    loss_x: float | None
+    n_y_tokens: int
+    n_x_tokens: int
+    ifd_ppl: float | None
+    rifd_ppl: float | None
+    ifd_loss: float | None
+    rifd_loss: float | None
+
+    @classmethod
+    def failed(
+        cls, status: str, detail: str, n_y_tokens: int = 0, n_x_tokens: int = 0
+    ) -> PairScore:
+        return cls(status, detail, None, None, None, None, n_y_tokens, n_x_tokens,
+                   None, None, None, None)  # fmt: skip
+
+    @classmethod
+    def from_losses(
+        cls,
+        loss_y_given_x: float,
+        loss_y: float,
+        loss_x_given_y: float,
+        loss_x: float,
+        n_y_tokens: int,
+        n_x_tokens: int,
+        detail: str | None = None,
+    ) -> PairScore:
+        """The scores from the four mean losses; a non-finite or zero loss is a failed status."""
+        losses = (loss_y_given_x, loss_y, loss_x_given_y, loss_x)
+        if not all(math.isfinite(v) for v in losses):
+            return cls.failed(
+                STATUS_DECODE_ERROR, f"non-finite loss {losses}", n_y_tokens, n_x_tokens
+            )
+        if loss_y <= 0.0 or loss_x <= 0.0:
+            return cls(STATUS_ZERO_LOSS, "an unconditioned loss is 0: the loss ratios are undefined",
+                       *losses, n_y_tokens, n_x_tokens, None, None, None, None)  # fmt: skip
+        return cls(
+            STATUS_OK,
+            detail,
+            *losses,
+            n_y_tokens,
+            n_x_tokens,
+            ifd_ppl=math.exp(loss_y_given_x - loss_y),
+            rifd_ppl=math.exp(loss_x_given_y - loss_x),
+            ifd_loss=loss_y_given_x / loss_y,
+            rifd_loss=loss_x_given_y / loss_x,
+        )
+
+
+@dataclass
+class _PairPlan:
+    """The jobs one pair needs (indices into the call's unique jobs), or why it needs none."""
+
+    failure: PairScore | None = None
+    jobs: tuple[int, int, int, int] = (-1, -1, -1, -1)  # y|x, y, x|y, x
+    n_y: int = 0
+    n_x: int = 0
+    note: str | None = None
+
+
+class Student:
+    """A GGUF student on llama.cpp. One scoring call at a time (a lock enforces it)."""
+
+    def __init__(
+        self,
+        spec: StudentSpec,
+        gguf_path: Path,
+        sha256: str,
+        engine: LlamaEngine,
+        conditioning: Conditioning,
+    ) -> None:
+        self.name = spec.name
+        self.sha256 = sha256
+        self.template = spec.template
+        self.max_tokens = spec.max_tokens
+        self.gguf_path = gguf_path
+        self.engine = engine
+        self.conditioning = conditioning
+        self.boundary_fallbacks = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, spec: StudentSpec, settings: EngineSettings | None = None) -> Student:
+        """Resolve and hash the GGUF, load it (all layers on the GPU when the build has one)."""
+        path = resolve_gguf(spec.path, spec.package)
+        sha = file_sha256(path)
+        base = settings or EngineSettings()
+        engine = LlamaEngine(
+            path,
+            EngineSettings(
+                n_ctx=max(spec.n_ctx, spec.max_tokens, base.kv_budget),
+                n_batch=base.n_batch,
+                n_seq_max=base.n_seq_max,
+                kv_budget=base.kv_budget,
+                logits_budget_bytes=base.logits_budget_bytes,
+                n_threads=spec.n_threads,
+                n_gpu_layers=spec.n_gpu_layers,
+            ),
+        )
+        try:
+            conditioning = make_conditioning(
+                spec.template, spec.name, engine.chat_template, engine.eos_text
+            )
+        except BaseException:
+            engine.close()
+            raise
+        return cls(spec, path, sha, engine, conditioning)
+
+    def __enter__(self) -> Student:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Free the model."""
+        with self._lock:
+            self.engine.close()
+
+    # ------------------------------------------------------------------ planning
+
+    def _tokenize_pair(self, prompt: str, target: str) -> tuple[list[int], list[int], bool]:
+        """(prompt tokens, target tokens, merged) with an exact, checked boundary."""
+        special = self.conditioning.special_tokens_in_text
+        whole = self.engine.tokenize(prompt + target, special)
+        head = self.engine.tokenize(prompt, special)
+        if whole[: len(head)] == head:
+            return head, whole[len(head) :], False
+        return head, self.engine.tokenize(target, special), True
+
+    def _conditioned(
+        self, prompt: str, target: str, what: str
+    ) -> tuple[list[int], list[int], bool] | PairScore:
+        """Prompt tokens (BOS first) and the target tokens that survive truncation."""
+        head, tail, merged = self._tokenize_pair(prompt, target)
+        head = [self.engine.bos, *head]
+        keep = min(len(tail), self.max_tokens - len(head))
+        if keep <= 0:
+            return PairScore.failed(
+                STATUS_TRUNCATED_AWAY,
+                f"the {what} prompt alone has {len(head)} tokens and max_tokens is "
+                f"{self.max_tokens}: no {what} token is left to score",
+            )
+        return head, tail[:keep], merged
+
+    def _plan(self, pair: Pair, index: dict[Job, int], jobs: list[Job]) -> _PairPlan:
+        if not pair.output.strip():
+            return _PairPlan(PairScore.failed(STATUS_EMPTY_RESPONSE, "the response is empty"))
+        if not pair.instruction.strip():
+            return _PairPlan(PairScore.failed(STATUS_EMPTY_INSTRUCTION, "the instruction is empty"))
+        forward = self._conditioned(self.conditioning.forward_prompt(pair), pair.output, "response")
+        if isinstance(forward, PairScore):
+            return _PairPlan(forward)
+        reverse = self._conditioned(
+            self.conditioning.reverse_prompt(pair.output), instruction_text(pair), "instruction"
+        )
+        if isinstance(reverse, PairScore):
+            return _PairPlan(reverse)
+
+        def job(tokens: list[int], start: int) -> int:
+            key = Job(tuple(tokens), start)
+            if key not in index:
+                index[key] = len(jobs)
+                jobs.append(key)
+            return index[key]
+
+        bos = self.engine.bos
+        (y_head, y, y_merged), (x_head, x, x_merged) = forward, reverse
+        ids = (
+            job(y_head + y, len(y_head)),
+            job([bos, *y], 1),
+            job(x_head + x, len(x_head)),
+            job([bos, *x], 1),
+        )
+        merged = y_merged or x_merged
+        self.boundary_fallbacks += int(y_merged) + int(x_merged)
+        return _PairPlan(None, ids, len(y), len(x), BOUNDARY_NOTE if merged else None)
+
+    # ------------------------------------------------------------------ scoring
+
+    def score_pairs(self, pairs: Sequence[Pair], progress: Progress | None = None) -> list[PairScore]:
+        """Score each pair; results in input order. Texts that recur are decoded once.
+
+        `progress(samples_done, target_tokens_done)` (cumulative for this call) is called from
+        this thread as pairs complete.
+        """
+        with self._lock:
+            index: dict[Job, int] = {}
+            jobs: list[Job] = []
+            plans = [self._plan(pair, index, jobs) for pair in pairs]
+            waiting: list[list[int]] = [[] for _ in jobs]
+            remaining: list[int] = []
+            done = [0, 0]
+            for p, plan in enumerate(plans):
+                unique = set(plan.jobs) if plan.failure is None else set()
+                remaining.append(len(unique))
+                for j in unique:
+                    waiting[j].append(p)
+                if not unique:
+                    done[0] += 1
+            if progress is not None and done[0]:
+                progress(done[0], 0)
+
+            def on_done(j: int, _value: float | None) -> None:
+                for p in waiting[j]:
+                    remaining[p] -= 1
+                    if remaining[p] == 0:
+                        done[0] += 1
+                        done[1] += 2 * (plans[p].n_y + plans[p].n_x)
+                        if progress is not None:
+                            progress(done[0], done[1])
+
+            sums = self.engine.score(jobs, on_done)
+            return [self._result(plan, jobs, sums) for plan in plans]
+
+    def _result(
+        self, plan: _PairPlan, jobs: list[Job], sums: list[float | None]
+    ) -> PairScore:
+        if plan.failure is not None:
+            return plan.failure
+        values = [sums[j] for j in plan.jobs]
+        if any(v is None for v in values):
+            return PairScore.failed(
+                STATUS_DECODE_ERROR,
+                "llama_decode failed on this pair's texts, also when decoded alone",
+                plan.n_y,
+                plan.n_x,
+            )
+        losses = [-float(v) / jobs[j].n_target for v, j in zip(values, plan.jobs, strict=True)]  # type: ignore[arg-type]
+        return PairScore.from_losses(*losses, plan.n_y, plan.n_x, detail=plan.note)

@@ -1,0 +1,71 @@
+"""Open a teacher by name; `auto` takes the Ollama teacher if it can serve, else the embedded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from srt_local.config import ModelsConfig, TeacherSpec
+from srt_local.teachers.base import Teacher, TeacherError
+
+# How long `auto` waits for an Ollama server before settling for the embedded teacher.
+PROBE_TIMEOUT = 3.0
+
+
+async def open_teacher(
+    name: str,
+    config: ModelsConfig,
+    log: Callable[[str], None] | None = None,
+    *,
+    concurrency: int | None = None,
+) -> Teacher:
+    """The teacher called `name` in models.toml, ready to reflect.
+
+    `auto`: the configured Ollama teacher if its server answers and has the model, else the
+    embedded teacher; `log` gets one line saying which was chosen and why. `concurrency`
+    overrides the teacher's own (the embedded teacher always runs one call at a time).
+    Raises TeacherError (server, model) or ConfigError/ModelFileError (configuration, files).
+    """
+    say = log or (lambda _line: None)
+    if name != "auto":
+        return await _open(config.teacher(name), concurrency)
+    ollama_spec = config.teacher(config.defaults.ollama_teacher)
+    embedded_spec = config.teacher(config.defaults.embedded_teacher)
+    reason = await probe_ollama(ollama_spec)
+    if reason is None:
+        say(
+            f"teacher: {ollama_spec.name} ({ollama_spec.model} on Ollama at "
+            f"{ollama_spec.resolved_host})"
+        )
+        return await _open(ollama_spec, concurrency)
+    say(f"teacher: {embedded_spec.name} (embedded), because {reason}")
+    return await _open(embedded_spec, concurrency)
+
+
+async def probe_ollama(spec: TeacherSpec, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """None if the Ollama teacher can serve now, else why not (in words)."""
+    from ollama import AsyncClient
+
+    from srt_local.teachers.ollama import inspect_model
+
+    if spec.backend != "ollama":
+        return f"{spec.name!r} is not an Ollama teacher (backend {spec.backend})"
+    client = AsyncClient(host=spec.resolved_host, timeout=httpx.Timeout(timeout))
+    try:
+        await inspect_model(client, spec)
+    except TeacherError as exc:
+        return str(exc)
+    finally:
+        await client.close()
+    return None
+
+
+async def _open(spec: TeacherSpec, concurrency: int | None) -> Teacher:
+    if spec.backend == "ollama":
+        from srt_local.teachers.ollama import OllamaTeacher
+
+        return await OllamaTeacher.open(spec, concurrency=concurrency)
+    from srt_local.teachers.llamacpp import LlamaCppTeacher
+
+    return await LlamaCppTeacher.open(spec)

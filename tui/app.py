@@ -1,0 +1,121 @@
+"""The srt-local app: seven tabs over one store, opened once read-write and shared by every tab.
+
+Every store read and every model call runs in a thread worker; the UI thread only lays out what the
+workers hand back, so keys are answered while the student scores and the teacher writes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.reactive import reactive
+from textual.widgets import Footer, TabbedContent
+from textual.worker import Worker, WorkerState
+
+from srt_local.config import ModelsConfig, load_models
+from srt_local.store import Store
+from tui.screens.base import Pane
+from tui.screens.browse import BrowsePane
+from tui.screens.datasets import DatasetsPane
+from tui.screens.distributions import DistributionsPane
+from tui.screens.export import ExportPane
+from tui.screens.models import ModelsPane
+from tui.screens.run import RunPane
+from tui.screens.sql import SqlPane
+
+THEMES = {"dark": "textual-dark", "light": "textual-light"}
+TABS = ("datasets", "models", "run", "browse", "distributions", "sql", "export")
+
+
+def terminal_is_light() -> bool:
+    """Whether the terminal says it has a light background ($COLORFGBG, as rxvt and others set)."""
+    parts = os.environ.get("COLORFGBG", "").split(";")
+    try:
+        background = int(parts[-1])
+    except ValueError:
+        return False
+    return background in (7, 15)
+
+
+class SrtApp(App[None]):
+    """Import, run, browse, chart, query and export: the whole method over one DuckDB store."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "srt-local"
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(Binding(str(i), f"show_tab('{tab}')", tab.title(), show=False)
+          for i, tab in enumerate(TABS, start=1)),
+        Binding("ctrl+t", "toggle_theme", "Light/dark"),
+        Binding("escape", "leave_field", "Leave field", show=False),
+    ]
+
+    current_run: reactive[int | None] = reactive(None)
+    """The run that Browse, Distributions and Export show; set by any of their run pickers."""
+
+    def __init__(
+        self, store: Store, models_file: Path | None = None, theme: str | None = None
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.models_file = models_file
+        if theme is None:
+            theme = "light" if terminal_is_light() else "dark"
+        self.theme = THEMES[theme]
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(initial="datasets", id="tabs"):
+            yield DatasetsPane("1 Datasets", id="datasets")
+            yield ModelsPane("2 Models", id="models")
+            yield RunPane("3 Run", id="run")
+            yield BrowsePane("4 Browse", id="browse")
+            yield DistributionsPane("5 Distributions", id="distributions")
+            yield SqlPane("6 SQL", id="sql")
+            yield ExportPane("7 Export", id="export")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self.query_one(DatasetsPane).focus_main)
+
+    def models(self) -> ModelsConfig:
+        """models.toml as it is now (re-read each time, so edits apply without a restart)."""
+        return load_models(self.models_file)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        pane = event.pane
+        if isinstance(pane, Pane):
+            pane.activated()
+
+    def action_show_tab(self, tab: str) -> None:
+        tabs = self.query_one("#tabs", TabbedContent)
+        tabs.active = tab
+        pane = tabs.get_pane(tab)
+        if isinstance(pane, Pane):
+            self.call_after_refresh(pane.focus_main)
+
+    def action_toggle_theme(self) -> None:
+        self.theme = THEMES["light"] if self.current_theme.dark else THEMES["dark"]
+
+    def action_leave_field(self) -> None:
+        """Escape from a text field to the tab bar, where the digit keys switch tabs again."""
+        self.query_one("#tabs", TabbedContent).query_one("Tabs").focus()
+
+    async def action_quit(self) -> None:
+        """Quit; a run in progress is paused first (the work in flight is finished and stored)."""
+        run = self.query_one(RunPane)
+        if run.running:
+            self.notify("Pausing the run before quitting: finishing the work in flight…")
+            await run.pause_and_wait()
+        self.exit()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Anything a worker did not expect is shown, not lost."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            self.notify(f"{type(error).__name__}: {error}", title=event.worker.name,
+                        severity="error", timeout=10)

@@ -1,0 +1,152 @@
+"""Datasets: import a file, see each dataset's counts and the records it rejected, with where and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import pyarrow as pa
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.widgets import Button, Checkbox, Input, Select, Static
+from textual.worker import get_current_worker
+
+from srt_local.formats import FORMATS, DatasetFileError, RecordError
+from srt_local.importer import DatasetExistsError, ImportReport, import_dataset
+from srt_local.review import datasets_table, import_errors_page
+from tui.screens.base import Pane
+from tui.widgets.arrow_table import ArrowTable, DataTable
+
+ERRORS_SHOWN = 500
+
+
+def errors_table(errors: list[RecordError]) -> pa.Table:
+    """Record errors from a report (not stored when the import was refused) as a table."""
+    return pa.table(
+        {
+            "location": pa.array([e.location for e in errors[:ERRORS_SHOWN]], pa.string()),
+            "field": pa.array([e.field or "" for e in errors[:ERRORS_SHOWN]], pa.string()),
+            "reason": pa.array([e.reason for e in errors[:ERRORS_SHOWN]], pa.string()),
+        }
+    )
+
+
+def showing(n: int, total: int, what: str) -> str:
+    return f"{what}: {total:,}" if n >= total else f"{what}: showing {n:,} of {total:,}"
+
+
+class DatasetsPane(Pane):
+    """Import form on top, the datasets below, and the rejected records of the chosen one."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("i", "focus_path", "Import a file"),
+        Binding("r", "reload", "Refresh"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="form"):
+            yield Input(placeholder="file to import: .json .jsonl .parquet .csv", id="path",
+                        compact=True)
+            yield Select([(f, f) for f in ("auto", *FORMATS)], value="auto", allow_blank=False,
+                         compact=True, id="format")
+            yield Input(placeholder="name (optional)", id="name", compact=True)
+            yield Checkbox("strict", id="strict", compact=True)
+            yield Button("Import", id="import", variant="primary", compact=True)
+        yield Static("", id="import-status", classes="status", markup=False)
+        yield ArrowTable("no dataset yet: type a file's path above and press enter",
+                         id="datasets-table")
+        yield ArrowTable("no rejected records", id="errors-table")
+
+    def on_mount(self) -> None:
+        self.dataset_ids: list[int] = []
+        self.load()
+
+    def activated(self) -> None:
+        self.load()
+
+    def focus_main(self) -> None:
+        if not self.query_one("#datasets-table", ArrowTable).focus_table():
+            self.query_one("#path", Input).focus()
+
+    def action_focus_path(self) -> None:
+        self.query_one("#path", Input).focus()
+
+    def action_reload(self) -> None:
+        self.load()
+
+    # ------------------------------------------------------------ listing
+
+    @work(thread=True, group="datasets-load", exclusive=True, exit_on_error=False)
+    def load(self, select: int | None = None) -> None:
+        table = datasets_table(self.srt.store)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._show_datasets, table, select)
+
+    async def _show_datasets(self, table: pa.Table, select: int | None) -> None:
+        self.dataset_ids = [int(i) for i in table.column("id").to_pylist()]
+        row = self.dataset_ids.index(select) if select in self.dataset_ids else 0
+        await self.query_one("#datasets-table", ArrowTable).show(
+            table, showing(table.num_rows, table.num_rows, "datasets"), cursor_row=row
+        )
+        if self.dataset_ids:
+            self.load_errors(self.dataset_ids[row])
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        table = self.query_one("#datasets-table", ArrowTable).table
+        if event.data_table is table and 0 <= event.cursor_row < len(self.dataset_ids):
+            self.load_errors(self.dataset_ids[event.cursor_row])
+
+    @work(thread=True, group="datasets-errors", exclusive=True, exit_on_error=False)
+    def load_errors(self, dataset_id: int) -> None:
+        table, total = import_errors_page(self.srt.store, dataset_id, ERRORS_SHOWN)
+        if not get_current_worker().is_cancelled:
+            caption = showing(table.num_rows, total, f"rejected records of dataset {dataset_id}")
+            self.app.call_from_thread(
+                self.query_one("#errors-table", ArrowTable).show, table, caption
+            )
+
+    # ------------------------------------------------------------ importing
+
+    @on(Input.Submitted, "#path, #name")
+    @on(Button.Pressed, "#import")
+    def start_import(self) -> None:
+        text = self.query_one("#path", Input).value.strip()
+        if not text:
+            self.set_status("Type the path of a file to import.", "warning")
+            self.query_one("#path", Input).focus()
+            return
+        fmt = self.query_one("#format", Select).value
+        name = self.query_one("#name", Input).value.strip() or None
+        strict = self.query_one("#strict", Checkbox).value
+        self.set_status(f"importing {text}…", "")
+        self.run_import(Path(text).expanduser(), str(fmt), name, strict)
+
+    def set_status(self, text: str, kind: str) -> None:
+        status = self.query_one("#import-status", Static)
+        status.update(text)
+        status.set_classes(f"status {kind}".strip())
+
+    @work(thread=True, group="import", exclusive=True, exit_on_error=False)
+    def run_import(self, path: Path, fmt: str, name: str | None, strict: bool) -> None:
+        try:
+            report = import_dataset(self.srt.store, path, fmt=fmt, name=name, strict=strict)
+        except (DatasetFileError, DatasetExistsError, OSError) as exc:
+            self.app.call_from_thread(self.set_status, f"{exc}", "error")
+            return
+        self.app.call_from_thread(self._imported, report)
+
+    async def _imported(self, report: ImportReport) -> None:
+        if report.refused:
+            self.set_status(str(report), "error")
+            await self.query_one("#errors-table", ArrowTable).show(
+                errors_table(report.errors),
+                showing(min(len(report.errors), ERRORS_SHOWN), len(report.errors),
+                        f"bad records of {report.path.name} (nothing written)"),
+            )
+            return
+        self.set_status(str(report), "warning" if report.errors else "ok")
+        self.query_one("#path", Input).value = ""
+        self.query_one("#name", Input).value = ""
+        self.load(select=report.dataset_id)
