@@ -29,6 +29,21 @@ fi
 export CMAKE_ARGS
 echo "llama.cpp build flags: $CMAKE_ARGS" >&2
 
+# pip's own wheel cache ignores CMAKE_ARGS (and the CPU it was built on), so a wheel built for
+# another CPU or backend could be reused and die with SIGILL: keep our own cache, keyed by both.
+LLAMA_VERSION=0.3.36
+key=$( (echo "$LLAMA_VERSION $CMAKE_ARGS"; uname -m) | sha256sum | cut -c1-16)
+wheels="${XDG_CACHE_HOME:-$HOME/.cache}/srt-local/llama-wheels/$key"
+if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    echo "building llama-cpp-python $LLAMA_VERSION (a few minutes, once)" >&2
+    rm -rf "$wheels.tmp"
+    .venv/bin/python -m pip wheel -q --no-cache-dir --no-deps "llama-cpp-python==$LLAMA_VERSION" \
+        -w "$wheels.tmp"
+    mkdir -p "$(dirname "$wheels")"
+    rm -rf "$wheels" && mv "$wheels.tmp" "$wheels"
+fi
+.venv/bin/python -m pip install -q --no-deps --force-reinstall "$wheels"/llama_cpp_python-*.whl
+
 extra=""
 [ "${1:-}" = "--dev" ] && extra="[dev]"
 .venv/bin/python -m pip install -q -e ".${extra}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -9,6 +10,8 @@ import click
 from srt_local import __version__
 from srt_local.commands import demo, export_cmd, import_cmd, models, run_cmd, sql_cmd
 from srt_local.commands.common import run_cli
+from srt_local.commands.reflect import reflect
+from srt_local.commands.score import score
 from srt_local.commands.tui_cmd import tui
 
 
@@ -36,9 +39,14 @@ cli.add_command(run_cmd.status)
 cli.add_command(sql_cmd.sql)
 cli.add_command(demo.demo)
 cli.add_command(tui)
+cli.add_command(reflect)
+cli.add_command(score)
 
 
 def main() -> None:
+    # llama.cpp's OpenMP threads spin while waiting; the student and the embedded teacher share the
+    # cores, and spinning steals seconds per call. Must be set before llama.cpp loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     sys.exit(run_cli(cli))
 
 

@@ -1,10 +1,21 @@
 """Sums of target-token log-probabilities for many token sequences, on llama.cpp's low-level API.
 
 A `Job` is one token sequence (BOS first) and the index where its target starts. The engine packs
-several jobs into each `llama_decode` (distinct sequence ids, one unified KV cache), asks for logits
-only at the positions that predict a target token, and turns each logits row into log p(token) with
-a log-softmax over the full vocabulary, in bounded chunks of rows spread over the CPU threads.
+whole jobs into each `llama_decode` (distinct sequence ids, one unified KV cache, cleared after
+every pack), asks for logits only at the positions that predict a target token, and turns each
+logits row into log p(token) with a log-softmax over the full vocabulary, a few rows per task
+spread over the CPU threads. A job too big for one decode is decoded alone, in chunks.
 Memory stays bounded: at most `max_outputs` rows of logits exist at once, never n_ctx x n_vocab.
+
+A token's log-probability must not depend on what it was packed with (the scores are cached and
+compared across runs). llama.cpp's CPU kernels give bit-identical rows only under conditions
+measured here, so the engine keeps to them:
+- no CPU "repack" weight layouts (their results depend on a row's place in the batch);
+- no flash attention (its tiled softmax depends on the other sequences' KV cells);
+- every decode has at least `min_rows` tokens and logits rows (other kernels run below that);
+- every packed sequence starts at a KV cell that is a multiple of `KV_ALIGN` (the attention's
+  SIMD sums over cells then split the same way as for the sequence alone).
+Filler tokens in a sequence of their own do the padding; attention never mixes sequences.
 
 llama_cpp is imported inside the engine only: importing this module loads no native code.
 """
@@ -12,9 +23,10 @@ llama_cpp is imported inside the engine only: importing this module loads no nat
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +37,12 @@ import numpy.typing as npt
 
 from srt_local.model_files import ModelFileError
 
+KV_ALIGN = 16
 # Above this magnitude a float32 exp() of a raw logit could overflow or underflow the sum, so the
 # row's maximum is subtracted first; below it the shift is skipped (it costs a pass over the row).
 _EXP_SAFE = 60.0
-# Rows handed to one log-softmax task: big enough to amortise the task, small enough to stay in cache.
-_ROWS_PER_TASK = 4
+# Logit values handed to one log-softmax task: enough to amortise the task, few enough for cache.
+_TASK_VALUES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -43,18 +56,24 @@ class Job:
     def n_target(self) -> int:
         return len(self.tokens) - self.start
 
+    @property
+    def n_decoded(self) -> int:
+        # The last token predicts nothing that is scored, so it is never decoded.
+        return len(self.tokens) - 1
+
 
 @dataclass(frozen=True)
 class EngineSettings:
     """How the engine uses llama.cpp. The defaults were measured on a 2-core CPU (README)."""
 
-    n_ctx: int = 4096
-    n_batch: int = 512
-    n_seq_max: int = 16
-    kv_budget: int = 1024  # tokens of packed sequences in the KV cache at once (one long one may exceed)
+    n_ctx: int = 2048  # the longest sequence it will be given
+    n_batch: int = 512  # tokens per decode, filler aside
+    n_seq_max: int = 16  # jobs per decode
     logits_budget_bytes: int = 128 << 20
     n_threads: int = 0
     n_gpu_layers: int = -1
+    min_rows: int = 16
+    flash_attn: bool = False
 
 
 @dataclass
@@ -62,10 +81,10 @@ class DecodeStats:
     """Counters an engine keeps across calls (the tests and the benchmark read them)."""
 
     decodes: int = 0
-    tokens: int = 0
-    outputs: int = 0
+    tokens: int = 0  # job tokens decoded
+    outputs: int = 0  # logits rows read
+    filler: int = 0  # tokens decoded only to align or pad
     failures: int = 0
-    solo_retries: int = 0
 
 
 def physical_cores() -> int:
@@ -133,51 +152,44 @@ class _Batch:
         self.seq_ptrs = (ctypes.POINTER(ctypes.c_int32) * capacity)(
             *[ctypes.cast(base + 4 * i, ctypes.POINTER(ctypes.c_int32)) for i in range(capacity)]
         )
-        self.struct = llama.llama_batch()
-        self.struct.token = self.token.ctypes.data_as(ctypes.POINTER(llama.llama_token))
-        self.struct.embd = ctypes.POINTER(ctypes.c_float)()
-        self.struct.pos = self.pos.ctypes.data_as(ctypes.POINTER(llama.llama_pos))
-        self.struct.n_seq_id = self.n_seq_id.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
-        self.struct.seq_id = ctypes.cast(
+        # The ctypes stubs type these fields as arrays; they are pointers to our buffers.
+        struct: Any = llama.llama_batch()
+        struct.token = self.token.ctypes.data_as(ctypes.POINTER(llama.llama_token))
+        struct.embd = ctypes.POINTER(ctypes.c_float)()
+        struct.pos = self.pos.ctypes.data_as(ctypes.POINTER(llama.llama_pos))
+        struct.n_seq_id = self.n_seq_id.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        struct.seq_id = ctypes.cast(
             self.seq_ptrs, ctypes.POINTER(ctypes.POINTER(llama.llama_seq_id))
         )
-        self.struct.logits = self.logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
-        self.n = 0
-
-    def clear(self) -> None:
+        struct.logits = self.logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
+        self.struct = struct
         self.n = 0
 
     def add(self, seq: int, tokens: Sequence[int], first_pos: int, first_output: int) -> None:
         """Append tokens at positions first_pos..; logits wanted from position first_output on."""
-        k = len(tokens)
-        a, b = self.n, self.n + k
+        a, b = self.n, self.n + len(tokens)
         self.token[a:b] = tokens
-        self.pos[a:b] = np.arange(first_pos, first_pos + k, dtype=np.int32)
+        self.pos[a:b] = np.arange(first_pos, first_pos + len(tokens), dtype=np.int32)
         self.seq_store[a:b] = seq
         self.logits[a:b] = self.pos[a:b] >= first_output
         self.n = b
 
 
 @dataclass
-class _Active:
-    """A job in the KV cache: its sequence id and how far it has been submitted."""
-
-    index: int
-    seq: int
-    next_pos: int = 0
-
-
-@dataclass
-class _Pending:
-    """Output rows of one decode: which job each row belongs to and which token it must score."""
+class _Rows:
+    """The logits rows of one decode that are read: whose they are and which token they score."""
 
     jobs: list[int] = field(default_factory=list)
     targets: list[int] = field(default_factory=list)
     batch_index: list[int] = field(default_factory=list)
 
-
-class DecodeError(RuntimeError):
-    """llama_decode failed for a sequence even when decoded on its own."""
+    def add(self, job_index: int, job: Job, at: int, lo: int, hi: int) -> None:
+        """Rows for the job's tokens lo..hi, placed from batch index `at`."""
+        out_lo = max(lo, job.start - 1)
+        if hi > out_lo:
+            self.jobs.extend([job_index] * (hi - out_lo))
+            self.targets.extend(job.tokens[out_lo + 1 : hi + 1])
+            self.batch_index.extend(range(at + out_lo - lo, at + hi - lo))
 
 
 class LlamaEngine:
@@ -193,14 +205,16 @@ class LlamaEngine:
         self.settings = settings
         self.stats = DecodeStats()
         self.n_threads = settings.n_threads or physical_cores()
+        self._pool: ThreadPoolExecutor | None = None
+        self._ctx: Any = None
 
         mparams = llama.llama_model_default_params()
         mparams.n_gpu_layers = settings.n_gpu_layers
+        mparams.use_extra_bufts = False
         model = llama.llama_model_load_from_file(str(gguf_path).encode(), mparams)
         if not model:
             raise ModelFileError(f"{gguf_path}: llama.cpp could not load this GGUF")
-        self._model = model
-        self._ctx: Any = None
+        self._model: Any = model
         try:
             self._vocab = llama.llama_model_get_vocab(model)
             self.n_vocab = int(llama.llama_vocab_n_tokens(self._vocab))
@@ -214,18 +228,23 @@ class LlamaEngine:
             template = llama.llama_model_chat_template(model, None)
             self.chat_template: str | None = template.decode("utf-8") if template else None
 
-            n_batch = settings.n_batch
-            self.max_outputs = max(1, min(n_batch, settings.logits_budget_bytes // (4 * self.n_vocab)))
+            self.n_batch = max(settings.n_batch, settings.min_rows)
+            self.max_outputs = max(
+                settings.min_rows,
+                min(self.n_batch, settings.logits_budget_bytes // (4 * self.n_vocab)),
+            )
+            # Room for the filler: alignment before each job and padding after the last.
+            capacity = self.n_batch + KV_ALIGN * settings.n_seq_max + settings.min_rows
+            self.filler_seq = settings.n_seq_max
             cparams = llama.llama_context_default_params()
-            cparams.n_ctx = settings.n_ctx
-            cparams.n_batch = n_batch
-            cparams.n_ubatch = n_batch
-            cparams.n_seq_max = settings.n_seq_max
+            cparams.n_ctx = _round_up(max(settings.n_ctx, capacity), 256)
+            cparams.n_batch = cparams.n_ubatch = capacity
+            cparams.n_seq_max = settings.n_seq_max + 1
             cparams.n_outputs_max = self.max_outputs
             cparams.n_outputs_max_per_seq = 0
-            cparams.n_threads = self.n_threads
-            cparams.n_threads_batch = self.n_threads
+            cparams.n_threads = cparams.n_threads_batch = self.n_threads
             cparams.kv_unified = True
+            cparams.flash_attn_type = 1 if settings.flash_attn else 0
             cparams.no_perf = True
             ctx = llama.llama_init_from_model(model, cparams)
             if not ctx:
@@ -233,7 +252,7 @@ class LlamaEngine:
             self._ctx = ctx
             self.n_ctx = int(llama.llama_n_ctx(ctx))
             self._mem = llama.llama_get_memory(ctx)
-            self._batch = _Batch(n_batch)
+            self._batch = _Batch(capacity)
             self._pool = ThreadPoolExecutor(self.n_threads, thread_name_prefix="srt-logsoftmax")
         except BaseException:
             self.close()
@@ -246,7 +265,9 @@ class LlamaEngine:
         raw = text.encode("utf-8")
         capacity = len(raw) + 16
         buf = (self._llama.llama_token * capacity)()
-        n = self._llama.llama_tokenize(self._vocab, raw, len(raw), buf, capacity, False, parse_special)
+        n = self._llama.llama_tokenize(
+            self._vocab, raw, len(raw), buf, capacity, False, parse_special
+        )
         if n < 0:
             capacity = -n
             buf = (self._llama.llama_token * capacity)()
@@ -254,6 +275,22 @@ class LlamaEngine:
                 self._vocab, raw, len(raw), buf, capacity, False, parse_special
             )
         return list(buf[:n])
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """The text of tokens (a character cut in half at the end is dropped)."""
+        if not tokens:
+            return ""
+        arr = (self._llama.llama_token * len(tokens))(*tokens)
+        capacity = 8 * len(tokens) + 16
+        buf = ctypes.create_string_buffer(capacity)
+        n = self._llama.llama_detokenize(self._vocab, arr, len(tokens), buf, capacity, False, True)
+        if n < 0:
+            capacity = -n
+            buf = ctypes.create_string_buffer(capacity)
+            n = self._llama.llama_detokenize(
+                self._vocab, arr, len(tokens), buf, capacity, False, True
+            )
+        return buf.raw[:n].decode("utf-8", errors="ignore")
 
     def piece(self, token: int) -> str:
         """The text of one token, control tokens included."""
@@ -271,11 +308,11 @@ class LlamaEngine:
         on_done: Callable[[int, float | None], None] | None = None,
         read_logits: bool = True,
     ) -> list[float | None]:
-        """Sum of log p(target token) for each job (None where llama.cpp failed on it).
+        """Sum of log p(target token) for each job; None where llama.cpp failed on it.
 
         `on_done(i, value)` is called as each job finishes. With read_logits=False the same decodes
         run with the same logits requested and nothing is read (the benchmark's limit); the sums
-        are then 0.0.
+        are then 0.0. A pack whose decode fails is retried one job at a time.
         """
         results: list[float | None] = [None] * len(jobs)
 
@@ -284,135 +321,163 @@ class LlamaEngine:
             if on_done is not None:
                 on_done(i, value)
 
-        failed = self._run(jobs, range(len(jobs)), finish, read_logits)
-        for i in failed:
-            self.stats.solo_retries += 1
-            retry = self._run(jobs, [i], finish, read_logits)
-            if retry:
-                finish(i, None)
+        for pack in self._plan(jobs):
+            ok = self._decode(jobs, pack, finish, read_logits)
+            if not ok and len(pack) > 1:
+                for i in pack:
+                    if not self._decode(jobs, [i], finish, read_logits):
+                        finish(i, None)
+            elif not ok:
+                finish(pack[0], None)
         return results
 
-    def _run(
+    def fits(self, job: Job) -> bool:
+        """Whether a job goes whole into one decode (else it is decoded alone, in chunks)."""
+        return job.n_decoded <= self.n_batch and job.n_target <= self.max_outputs
+
+    def _plan(self, jobs: Sequence[Job]) -> Iterator[list[int]]:
+        """Packs of whole jobs (first fit, biggest first) and then each oversized job alone."""
+        small = [i for i, job in enumerate(jobs) if self.fits(job)]
+        small.sort(key=lambda i: (-jobs[i].n_target, -jobs[i].n_decoded))
+        while small:
+            pack: list[int] = []
+            cells = outputs = 0
+            rest: list[int] = []
+            for i in small:
+                size = _round_up(jobs[i].n_decoded, KV_ALIGN)
+                if (
+                    len(pack) < self.settings.n_seq_max
+                    and cells + size <= self.n_batch + KV_ALIGN
+                    and outputs + jobs[i].n_target <= self.max_outputs
+                ):
+                    pack.append(i)
+                    cells += size
+                    outputs += jobs[i].n_target
+                else:
+                    rest.append(i)
+            yield pack
+            small = rest
+        for i, job in enumerate(jobs):
+            if not self.fits(job):
+                yield [i]
+
+    def _decode(
         self,
         jobs: Sequence[Job],
-        order: Sequence[int],
+        pack: list[int],
         finish: Callable[[int, float | None], None],
         read_logits: bool,
-    ) -> list[int]:
-        """Decode the jobs in `order`, packed; returns those caught in a failed decode."""
+    ) -> bool:
+        """Decode a pack (or one oversized job in chunks) and finish its jobs; False on failure."""
         llama = self._llama
-        s = self.settings
+        sums = dict.fromkeys(pack, 0.0)
+        llama.llama_memory_clear(self._mem, True)
+        try:
+            for chunk in self._chunks(jobs, pack):
+                if not self._decode_chunk(jobs, chunk, sums, read_logits):
+                    return False
+        finally:
+            llama.llama_memory_clear(self._mem, True)
+        for i in pack:
+            finish(i, sums[i])
+        return True
+
+    def _chunks(self, jobs: Sequence[Job], pack: list[int]) -> Iterator[list[tuple[int, int, int]]]:
+        """Decodes as lists of (job, lo, hi) token ranges: a pack at once, a big job in pieces."""
+        if len(pack) > 1 or self.fits(jobs[pack[0]]):
+            yield [(i, 0, jobs[i].n_decoded) for i in pack]
+            return
+        (i,) = pack
+        job = jobs[i]
+        n, first_output = job.n_decoded, job.start - 1
+        lo = 0
+        while lo < n:
+            hi = min(n, lo + self.n_batch, max(lo, first_output) + self.max_outputs)
+            if 0 < n - hi < self.settings.min_rows:
+                # Leave the last piece min_rows tokens, so that it needs no filler after it
+                # (filler cells between two pieces would shift the next piece's KV cells).
+                hi = max(lo + 1, n - self.settings.min_rows)
+            yield [(i, lo, hi)]
+            lo = hi
+
+    def _decode_chunk(
+        self,
+        jobs: Sequence[Job],
+        chunk: list[tuple[int, int, int]],
+        sums: dict[int, float],
+        read_logits: bool,
+    ) -> bool:
+        llama = self._llama
         batch = self._batch
-        queue = deque(order)
-        active: list[_Active] = []
-        free_seqs = list(range(s.n_seq_max - 1, -1, -1))
-        sums = np.zeros(len(jobs), dtype=np.float64)
-        kv_used = 0
-        failed: list[int] = []
-        llama.llama_memory_clear(self._mem, True)
-        while queue or active:
-            batch.clear()
-            rows = _Pending()
-            n_out = 0
-            for a in active:
-                n_out += self._fill(batch, a, jobs[a.index], rows, n_out)
-            while (
-                queue
-                and free_seqs
-                and batch.n < batch.capacity
-                and n_out < self.max_outputs
-                and (not active or kv_used + len(jobs[queue[0]].tokens) <= s.kv_budget)
-            ):
-                a = _Active(queue.popleft(), free_seqs.pop())
-                active.append(a)
-                kv_used += len(jobs[a.index].tokens)
-                n_out += self._fill(batch, a, jobs[a.index], rows, n_out)
-            batch.struct.n_tokens = batch.n
-            rc = llama.llama_decode(self._ctx, batch.struct) if batch.n else 0
-            self.stats.decodes += 1
-            self.stats.tokens += batch.n
-            self.stats.outputs += n_out
-            if rc != 0:
-                self.stats.failures += 1
-                failed.extend(a.index for a in active)
-                if len(order) == 1:
-                    break
-                active.clear()
-                free_seqs = list(range(s.n_seq_max - 1, -1, -1))
-                kv_used = 0
-                llama.llama_memory_clear(self._mem, True)
-                continue
-            if read_logits and n_out:
-                self._accumulate(rows, sums)
-            still: list[_Active] = []
-            for a in active:
-                job = jobs[a.index]
-                if a.next_pos >= len(job.tokens) - 1:
-                    llama.llama_memory_seq_rm(self._mem, a.seq, -1, -1)
-                    free_seqs.append(a.seq)
-                    kv_used -= len(job.tokens)
-                    finish(a.index, float(sums[a.index]))
-                else:
-                    still.append(a)
-            active = still
-        llama.llama_memory_clear(self._mem, True)
-        return failed
+        batch.n = 0
+        rows = _Rows()
+        filler = 0
+        for seq, (i, lo, hi) in enumerate(chunk):
+            job = jobs[i]
+            gap = -batch.n % KV_ALIGN if lo == 0 else 0
+            if gap:
+                batch.add(self.filler_seq, [self.bos] * gap, filler, 1 << 30)
+                filler += gap
+            rows.add(i, job, batch.n, lo, hi)
+            batch.add(seq, job.tokens[lo:hi], lo, job.start - 1)
+        n_out = len(rows.batch_index)
+        short = self.settings.min_rows - batch.n
+        if short > 0:
+            batch.add(self.filler_seq, [self.bos] * short, filler, 1 << 30)
+            filler += short
+        if 0 < n_out < self.settings.min_rows:
+            spare = np.flatnonzero(batch.logits[: batch.n] == 0)[: self.settings.min_rows - n_out]
+            batch.logits[spare] = 1
+        batch.struct.n_tokens = batch.n
+        rc = llama.llama_decode(self._ctx, batch.struct)
+        self.stats.decodes += 1
+        self.stats.tokens += batch.n - filler
+        self.stats.filler += filler
+        self.stats.outputs += n_out
+        if rc != 0:
+            self.stats.failures += 1
+            return False
+        if filler:
+            llama.llama_memory_seq_rm(self._mem, self.filler_seq, -1, -1)
+        if read_logits and n_out:
+            logp = self._read(rows)
+            for i, value in zip(rows.jobs, logp.tolist(), strict=True):
+                sums[i] += value
+        return True
 
-    def _fill(self, batch: _Batch, a: _Active, job: Job, rows: _Pending, n_out: int) -> int:
-        """Append as much of a job as fits the batch and the output budget; returns outputs added."""
-        # The last token predicts nothing we score, so it is never decoded.
-        end = len(job.tokens) - 1
-        first_output = job.start - 1
-        lo = a.next_pos
-        room = batch.capacity - batch.n
-        out_room = self.max_outputs - n_out
-        hi = min(end, lo + room, max(lo, first_output) + out_room)
-        if hi <= lo:
-            return 0
-        at = batch.n
-        batch.add(a.seq, job.tokens[lo:hi], lo, first_output)
-        out_lo = max(lo, first_output)
-        added = max(0, hi - out_lo)
-        if added:
-            rows.jobs.extend([a.index] * added)
-            rows.targets.extend(job.tokens[out_lo + 1 : hi + 1])
-            rows.batch_index.extend(range(at + out_lo - lo, at + hi - lo))
-        a.next_pos = hi
-        return added
-
-    def _accumulate(self, rows: _Pending, sums: npt.NDArray[np.float64]) -> None:
-        """Add each output row's log p(target) to its job's sum."""
+    def _read(self, rows: _Rows) -> npt.NDArray[np.float64]:
+        """log p(target) of each read row, a few rows per task on the thread pool."""
         llama = self._llama
+        assert self._pool is not None
         n = len(rows.batch_index)
         base = ctypes.cast(llama.llama_get_logits(self._ctx), ctypes.c_void_p).value
         if not base:
-            raise DecodeError("llama.cpp returned no logits")
+            raise RuntimeError("llama.cpp returned no logits")
         row_bytes = 4 * self.n_vocab
         index = np.empty(n, dtype=np.int64)
         for k, i in enumerate(rows.batch_index):
             addr = ctypes.cast(llama.llama_get_logits_ith(self._ctx, i), ctypes.c_void_p).value
             if not addr:
-                raise DecodeError(f"llama.cpp has no logits for batch row {i}")
+                raise RuntimeError(f"llama.cpp has no logits for batch row {i}")
             index[k] = (addr - base) // row_bytes
-        span = int(index.max()) + 1
         buffer = ctypes.cast(base, ctypes.POINTER(ctypes.c_float))
-        logits = np.ctypeslib.as_array(buffer, shape=(span, self.n_vocab))
+        logits = np.ctypeslib.as_array(buffer, shape=(int(index.max()) + 1, self.n_vocab))
         targets = np.asarray(rows.targets, dtype=np.int64)
         logp = np.empty(n, dtype=np.float64)
+        step = max(1, _TASK_VALUES // self.n_vocab)
         tasks = [
-            self._pool.submit(_log_softmax_rows, logits, index, targets, logp, k, k + _ROWS_PER_TASK)
-            for k in range(0, n, _ROWS_PER_TASK)
+            self._pool.submit(_log_softmax_rows, logits, index, targets, logp, k, k + step)
+            for k in range(0, n, step)
         ]
         for task in tasks:
             task.result()
-        np.add.at(sums, np.asarray(rows.jobs, dtype=np.int64), logp)
+        return logp
 
     def close(self) -> None:
         """Free the context and the model (idempotent)."""
         llama = self._llama
-        pool = getattr(self, "_pool", None)
-        if pool is not None:
-            pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
             self._pool = None
         if self._ctx:
             llama.llama_free(self._ctx)
@@ -420,6 +485,10 @@ class LlamaEngine:
         if self._model:
             llama.llama_model_free(self._model)
             self._model = None
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
 
 
 def _log_softmax_rows(
@@ -435,11 +504,9 @@ def _log_softmax_rows(
         row = logits[index[k]]
         picked = float(row[targets[k]])
         top = float(row.max())
-        if abs(top) > _EXP_SAFE:
-            np.subtract(row, np.float32(top), out=row)
-            shift = top
-        else:
-            shift = 0.0
+        shift = top if abs(top) > _EXP_SAFE else 0.0
+        if shift:
+            np.subtract(row, np.float32(shift), out=row)
         # llama.cpp overwrites the buffer on the next decode, so the row is used as scratch.
         np.exp(row, out=row)
-        out[k] = picked - shift - float(np.log(row.sum(dtype=np.float32), dtype=np.float64))
+        out[k] = picked - shift - math.log(float(row.sum(dtype=np.float32)))

@@ -43,7 +43,7 @@ _MARKER_NAMES = {
 }
 
 # A line of markdown dress only (rules, stray bold or heading marks) carries no content.
-_DRESS_LINE = re.compile(r"^[\s#*_=\->`]*$")
+_DRESS_LINE = re.compile(r"^[\s#*_=\->]*$")
 
 _EMPTY_WORDS = {"n/a", "na", "none", "null", "nil", "-", "--", "...", "…", "tbd", "n.a", "empty"}
 
@@ -198,9 +198,9 @@ def _judge(block: _Block, what: str, original: str, hit_limit: bool) -> tuple[st
 
 def _judge_text(text: str, what: str, original: str) -> tuple[str, str] | None:
     norm = _norm(text)
-    if not norm or norm.strip("<>[](){}\"' ") in _EMPTY_WORDS:
+    bare = norm.strip("<>[](){}\"'*_` ")
+    if not bare or bare in _EMPTY_WORDS:
         return ("empty", f"{what} is empty" + (f" ({text!r})" if text else ""))
-    bare = norm.strip("<>[](){}\"' ")
     if bare in _GENERIC_PLACEHOLDERS or any(bare == _norm(p).strip("<>") for p in PLACEHOLDERS):
         return ("echo", f"{what} repeats the prompt's placeholder ({text[:60]!r})")
     if norm == _norm(original):
@@ -245,8 +245,6 @@ def _parse_json(stage: str, reply: str, pair: Pair, hit_limit: bool) -> Parsed:
     except json.JSONDecodeError as exc:
         cut = " (the reply hit the token limit)" if hit_limit else ""
         return Parsed("parse_failed", detail=f"not valid JSON{cut}: {exc}")
-    if not isinstance(value, dict):
-        return Parsed("parse_failed", detail="the JSON value is not an object")
     fields = {re.sub(r"[\s-]+", "_", str(k).strip().lower()): v for k, v in value.items()}
     keys = JSON_KEYS[stage]
     texts: dict[str, str] = {}

@@ -25,10 +25,11 @@ from srt_local.decision import Decision, VersionScore, choose_instruction, decid
 from srt_local.model_files import file_sha256, resolve_gguf
 from srt_local.pairs import Pair
 from srt_local.store import Store
+from srt_local.teachers.base import TeacherError
 
 if TYPE_CHECKING:
     from srt_local.student import PairScore, Student
-    from srt_local.teachers.base import ReflectResult, Teacher
+    from srt_local.teachers.base import ReflectResult, Teacher, TeacherCall
 
 STAGES = ("instruction reflection", "instruction choice", "response reflection", "decision")
 RESUMABLE = ("running", "paused", "failed", "incomplete", "done")
@@ -332,9 +333,22 @@ class _Run:
             return f"reflection {self.failures[(sid, kind)]}"
         teacher = await self.open_teacher()
         stage = "instruction" if kind == "Q" else "response"
-        result = await teacher.reflect(stage, base.pair)
+        try:
+            result = await teacher.reflect(stage, base.pair)
+        except TeacherError as exc:
+            # The run stops; the requests made before the fatal error are still kept.
+            self.record_calls(sid, base.kind, exc.calls)
+            raise
         self.calls += len(result.calls)
         return self.store_reflection(sid, kind, base, stage, result)
+
+    def record_calls(self, sid: int, source_kind: str, calls: Sequence[TeacherCall]) -> None:
+        from srt_local.teacher_log import record_call
+
+        if calls:
+            with self.store.transaction() as con:
+                for call in calls:
+                    record_call(con, call, sid, source_kind, self.teacher_key)
 
     def store_reflection(self, sid: int, kind: str, base: Version, stage: str,
                          result: ReflectResult) -> Version | str:

@@ -30,6 +30,14 @@ JSON_KEYS = {
     "response": ("critique", "better_answer"),
 }
 
+# How a bounded reply's characters are shared out between its fields.
+SHARES = {
+    "instruction": {"critique": 0.25, "new_instruction": 0.2, "new_answer": 0.55},
+    "response": {"critique": 0.3, "better_answer": 0.7},
+}
+# llama.cpp's grammar parser refuses a bounded repetition much longer than this.
+MAX_FIELD_CHARS = 1000
+
 _SYSTEM = (
     "You are a precise, demanding and hard-to-please reviewer of training data for language "
     "models. You find every weakness in an instruction and its answer, and you rewrite them well."
@@ -98,18 +106,25 @@ def prompt_version(stage: str, output_mode: str) -> str:
     return f"{'instr' if stage == 'instruction' else 'resp'}-v1-{output_mode}"
 
 
-def response_schema(stage: str) -> dict[str, Any]:
-    """The JSON schema of a json-mode reply: every key a required string."""
-    keys = JSON_KEYS[stage]
-    return {
-        "type": "object",
-        "properties": {key: {"type": "string"} for key in keys},
-        "required": list(keys),
-    }
+def response_schema(stage: str, max_chars: int | None = None) -> dict[str, Any]:
+    """The JSON schema of a json-mode reply: every key a required string.
+
+    `max_chars` bounds the strings' total length (shared out by `SHARES`), for a small model whose
+    strings could otherwise run past num_predict and leave the JSON unclosed.
+    """
+    properties: dict[str, Any] = {}
+    for key in JSON_KEYS[stage]:
+        prop: dict[str, Any] = {"type": "string"}
+        if max_chars:
+            limit = min(MAX_FIELD_CHARS, max(16, int(max_chars * SHARES[stage][key])))
+            prop.update(minLength=1, maxLength=limit)
+        properties[key] = prop
+    return {"type": "object", "properties": properties, "required": list(JSON_KEYS[stage])}
 
 
-def build_prompt(stage: str, pair: Pair, output_mode: str) -> Prompt:
-    """The system and user messages asking the teacher to reflect on `pair` at `stage`."""
+def build_prompt(stage: str, pair: Pair, output_mode: str, max_chars: int | None = None) -> Prompt:
+    """The system and user messages asking the teacher to reflect on `pair` at `stage`;
+    `max_chars` bounds the strings of a json-mode reply (see response_schema)."""
     _check(stage, output_mode)
     sections = [
         "Here is one example from an instruction-tuning dataset.",
@@ -130,7 +145,7 @@ def build_prompt(stage: str, pair: Pair, output_mode: str) -> Prompt:
         {"role": "system", "content": _SYSTEM},
         {"role": "user", "content": "\n\n".join(sections)},
     ]
-    schema = response_schema(stage) if output_mode == "json" else None
+    schema = response_schema(stage, max_chars) if output_mode == "json" else None
     return Prompt(stage, output_mode, prompt_version(stage, output_mode), messages, schema)
 
 

@@ -101,10 +101,10 @@ def browse_page(
     where, params = flt.where()
     base = f"FROM decisions d JOIN samples s USING (sample_id) WHERE {where}"
     sql = (
-        "SELECT d.sample_id AS id, d.branch, round(d.ifd_ori, 3) AS \"ifd ori\", "
-        "round(d.ifd_q, 3) AS \"ifd Q\", round(d.rifd_base, 3) AS \"rifd base\", "
-        "round(d.rifd_reflected, 3) AS \"rifd refl\", round(d.ifd_margin, 3) AS \"Δ ifd\", "
-        "round(d.rifd_margin, 3) AS \"Δ rifd\", "
+        'SELECT d.sample_id AS id, d.branch, round(d.ifd_ori, 3) AS "ifd ori", '
+        'round(d.ifd_q, 3) AS "ifd Q", round(d.rifd_base, 3) AS "rifd base", '
+        'round(d.rifd_reflected, 3) AS "rifd refl", round(d.ifd_margin, 3) AS "Δ ifd", '
+        'round(d.rifd_margin, 3) AS "Δ rifd", '
         "CASE WHEN d.emitted THEN 'yes' ELSE 'no' END AS emitted, "
         "coalesce(d.override, '') AS override, "
         "CASE WHEN " + KEPT_SQL + " THEN 'yes' ELSE 'no' END AS kept, "
@@ -158,7 +158,7 @@ class SampleDetail:
 
     def reflected_kinds(self) -> list[str]:
         """The reflected versions that exist, the one the decision stands on first."""
-        order = [k for k in ("QA", "Q", "A") if k in self.versions]
+        order: list[str] = [k for k in ("QA", "Q", "A") if k in self.versions]
         if self.final_kind in order:
             order.remove(self.final_kind)
             order.insert(0, self.final_kind)
@@ -205,8 +205,14 @@ def sample_detail(store: Store, run_id: int, sample_id: int) -> SampleDetail:
             [d["student_sha256"], d["template"], d["max_tokens"], sample_id],
         )[0]
         versions["ori"] = VersionView(
-            "ori", s["instruction"], s["input"], s["output"], None,
-            s["ifd_ppl"], s["rifd_ppl"], s["status"],
+            "ori",
+            s["instruction"],
+            s["input"],
+            s["output"],
+            None,
+            s["ifd_ppl"],
+            s["rifd_ppl"],
+            s["status"],
         )
     failures = {
         str(kind): str(outcome)
@@ -311,7 +317,7 @@ def datasets_table(store: Store) -> pa.Table:
         return store.con.sql(
             "SELECT dataset_id AS id, name, format, n_records AS records, n_imported AS imported, "
             "n_duplicates AS duplicates, n_rejected AS rejected, "
-            "n_turns_skipped AS \"turns skipped\" FROM datasets ORDER BY dataset_id"
+            'n_turns_skipped AS "turns skipped" FROM datasets ORDER BY dataset_id'
         ).to_arrow_table()
 
 

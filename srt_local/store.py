@@ -6,6 +6,8 @@ DuckDB allows one writing process per file; a second gets StoreBusyError with wh
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +36,7 @@ class Store:
         self.con = con
         self.read_only = read_only
         self.lock = threading.RLock()
+        self.snapshot_dir: Path | None = None
 
     @classmethod
     def open(cls, path: Path | None = None, read_only: bool = False) -> Store:
@@ -53,9 +56,34 @@ class Store:
             store.migrate()
         return store
 
+    @classmethod
+    def open_snapshot(cls, path: Path | None = None) -> Store:
+        """A private copy of the store taken now, for reading while another process writes it."""
+        path = path or paths.default_db_path()
+        if not path.exists():
+            raise StoreError(f"{path}: no store here yet (run `srt import` or `srt demo` first)")
+        folder = Path(tempfile.mkdtemp(prefix="srt-snapshot-"))
+        copy = folder / path.name
+        shutil.copy2(path, copy)
+        wal = path.with_name(path.name + ".wal")
+        if wal.exists():
+            shutil.copy2(wal, copy.with_name(copy.name + ".wal"))
+        try:
+            # Opening for writing replays the copied WAL; the copy is then read like the original.
+            duckdb.connect(str(copy)).close()
+            con = duckdb.connect(str(copy), read_only=True)
+        except duckdb.Error as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise StoreError(f"{path}: the copy was taken mid-write ({exc}); try again") from None
+        store = cls(copy, con, read_only=True)
+        store.snapshot_dir = folder
+        return store
+
     def close(self) -> None:
         with self.lock:
             self.con.close()
+        if self.snapshot_dir is not None:
+            shutil.rmtree(self.snapshot_dir, ignore_errors=True)
 
     def __enter__(self) -> Store:
         return self
@@ -101,9 +129,12 @@ class Store:
 
 
 def busy_message(path: Path, exc: Exception | None = None) -> str:
+    holder = ""
+    if exc is not None and "PID" in str(exc):
+        holder = " (PID " + str(exc).split("PID", 1)[1].split(")")[0].strip() + ")"
     return (
-        f"{path} is open for writing in another srt process (a run, an import or the TUI). "
-        "DuckDB allows one writer per file: wait for it to finish, query while it runs with "
-        f"`srt sql \"...\" --db {path}` once it is done, or point this command at another "
-        "store with --db."
+        f"{path} is in use by another process{holder}: an `srt run`, `srt import` or `srt tui`. "
+        "DuckDB lets one process hold a store while it writes. To read it now, query a copy "
+        f"taken at this moment: `srt sql --snapshot \"SELECT ...\" --db {path}`; to write, wait "
+        "for that process to finish or stop it (Ctrl-C; a run resumes later)."
     )

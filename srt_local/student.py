@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from srt_local.config import StudentSpec
@@ -83,8 +83,9 @@ class PairScore:
                 STATUS_DECODE_ERROR, f"non-finite loss {losses}", n_y_tokens, n_x_tokens
             )
         if loss_y <= 0.0 or loss_x <= 0.0:
-            return cls(STATUS_ZERO_LOSS, "an unconditioned loss is 0: the loss ratios are undefined",
-                       *losses, n_y_tokens, n_x_tokens, None, None, None, None)  # fmt: skip
+            detail = "an unconditioned loss is 0: the loss ratios are undefined"
+            return cls(STATUS_ZERO_LOSS, detail, *losses, n_y_tokens, n_x_tokens,
+                       None, None, None, None)  # fmt: skip
         return cls(
             STATUS_OK,
             detail,
@@ -138,12 +139,9 @@ class Student:
         base = settings or EngineSettings()
         engine = LlamaEngine(
             path,
-            EngineSettings(
-                n_ctx=max(spec.n_ctx, spec.max_tokens, base.kv_budget),
-                n_batch=base.n_batch,
-                n_seq_max=base.n_seq_max,
-                kv_budget=base.kv_budget,
-                logits_budget_bytes=base.logits_budget_bytes,
+            replace(
+                base,
+                n_ctx=spec.max_tokens,
                 n_threads=spec.n_threads,
                 n_gpu_layers=spec.n_gpu_layers,
             ),
@@ -179,11 +177,11 @@ class Student:
             return head, whole[len(head) :], False
         return head, self.engine.tokenize(target, special), True
 
-    def _conditioned(
-        self, prompt: str, target: str, what: str
+    def _conditioned_split(
+        self, split: tuple[list[int], list[int], bool], what: str
     ) -> tuple[list[int], list[int], bool] | PairScore:
         """Prompt tokens (BOS first) and the target tokens that survive truncation."""
-        head, tail, merged = self._tokenize_pair(prompt, target)
+        head, tail, merged = split
         head = [self.engine.bos, *head]
         keep = min(len(tail), self.max_tokens - len(head))
         if keep <= 0:
@@ -194,17 +192,49 @@ class Student:
             )
         return head, tail[:keep], merged
 
+    def _reverse(
+        self, pair: Pair
+    ) -> tuple[tuple[list[int], list[int], bool] | PairScore, str | None]:
+        """The r-IFD texts. R(y) contains the whole response, so a long one would push x out of
+        max_tokens (the reference then scores nothing and gets NaN): the response inside the
+        request is cut short instead, just enough for x to fit."""
+        x = instruction_text(pair)
+        y = pair.output
+        split = self._tokenize_pair(self.conditioning.reverse_prompt(y), x)
+        over = 1 + len(split[0]) + len(split[1]) - self.max_tokens
+        if over <= 0:
+            return self._conditioned_split(split, "instruction"), None
+        special = self.conditioning.special_tokens_in_text
+        y_tokens = self.engine.tokenize(y, special)
+        keep = len(y_tokens) - over
+        while keep > 0:
+            split = self._tokenize_pair(
+                self.conditioning.reverse_prompt(self.engine.detokenize(y_tokens[:keep])), x
+            )
+            over = 1 + len(split[0]) + len(split[1]) - self.max_tokens
+            if over <= 0:
+                break
+            keep -= over
+        if keep <= 0:
+            keep = 0
+            split = self._tokenize_pair(self.conditioning.reverse_prompt(""), x)
+        note = (
+            f"the response inside the reverse request was cut to {keep} of {len(y_tokens)} "
+            "tokens to fit max_tokens"
+        )
+        return self._conditioned_split(split, "instruction"), note
+
     def _plan(self, pair: Pair, index: dict[Job, int], jobs: list[Job]) -> _PairPlan:
         if not pair.output.strip():
             return _PairPlan(PairScore.failed(STATUS_EMPTY_RESPONSE, "the response is empty"))
         if not pair.instruction.strip():
             return _PairPlan(PairScore.failed(STATUS_EMPTY_INSTRUCTION, "the instruction is empty"))
-        forward = self._conditioned(self.conditioning.forward_prompt(pair), pair.output, "response")
+        forward = self._conditioned_split(
+            self._tokenize_pair(self.conditioning.forward_prompt(pair), pair.output), "response"
+        )
         if isinstance(forward, PairScore):
             return _PairPlan(forward)
-        reverse = self._conditioned(
-            self.conditioning.reverse_prompt(pair.output), instruction_text(pair), "instruction"
-        )
+        reverse, cut_note = self._reverse(pair)
         if isinstance(reverse, PairScore):
             return _PairPlan(reverse)
 
@@ -223,13 +253,16 @@ class Student:
             job(x_head + x, len(x_head)),
             job([bos, *x], 1),
         )
-        merged = y_merged or x_merged
         self.boundary_fallbacks += int(y_merged) + int(x_merged)
-        return _PairPlan(None, ids, len(y), len(x), BOUNDARY_NOTE if merged else None)
+        notes = [BOUNDARY_NOTE] if y_merged or x_merged else []
+        notes += [cut_note] if cut_note else []
+        return _PairPlan(None, ids, len(y), len(x), "; ".join(notes) or None)
 
     # ------------------------------------------------------------------ scoring
 
-    def score_pairs(self, pairs: Sequence[Pair], progress: Progress | None = None) -> list[PairScore]:
+    def score_pairs(
+        self, pairs: Sequence[Pair], progress: Progress | None = None
+    ) -> list[PairScore]:
         """Score each pair; results in input order. Texts that recur are decoded once.
 
         `progress(samples_done, target_tokens_done)` (cumulative for this call) is called from
@@ -264,9 +297,7 @@ class Student:
             sums = self.engine.score(jobs, on_done)
             return [self._result(plan, jobs, sums) for plan in plans]
 
-    def _result(
-        self, plan: _PairPlan, jobs: list[Job], sums: list[float | None]
-    ) -> PairScore:
+    def _result(self, plan: _PairPlan, jobs: list[Job], sums: list[float | None]) -> PairScore:
         if plan.failure is not None:
             return plan.failure
         values = [sums[j] for j in plan.jobs]
@@ -277,5 +308,7 @@ class Student:
                 plan.n_y,
                 plan.n_x,
             )
-        losses = [-float(v) / jobs[j].n_target for v, j in zip(values, plan.jobs, strict=True)]  # type: ignore[arg-type]
-        return PairScore.from_losses(*losses, plan.n_y, plan.n_x, detail=plan.note)
+        l_yx, l_y, l_xy, l_x = (
+            -(v or 0.0) / jobs[j].n_target for v, j in zip(values, plan.jobs, strict=True)
+        )
+        return PairScore.from_losses(l_yx, l_y, l_xy, l_x, plan.n_y, plan.n_x, detail=plan.note)

@@ -15,6 +15,8 @@ For a pair (x, y):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 from srt_local.config import TEMPLATES, ConfigError
 from srt_local.pairs import Pair
@@ -99,7 +101,9 @@ class Conditioning:
             return self._chat(instruction_text(pair))
         fmt = FORMAT_TEMPLATES[self.name]
         if pair.input:
-            return fmt.prompt_input.format_map({"instruction": pair.instruction, "input": pair.input})
+            return fmt.prompt_input.format_map(
+                {"instruction": pair.instruction, "input": pair.input}
+            )
         return fmt.prompt_no_input.format_map({"instruction": pair.instruction})
 
     def reverse_prompt(self, response: str) -> str:
@@ -112,15 +116,19 @@ class Conditioning:
         return FORMAT_TEMPLATES[self.name].prompt_no_input.format_map({"instruction": request})
 
     def _chat(self, content: str) -> str:
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
         assert self.chat_template is not None
-        # The scorer puts the BOS token id first itself; an empty bos_token keeps a template that
-        # prints it from adding a second one as text.
-        formatter = Jinja2ChatFormatter(
-            template=self.chat_template, eos_token=self.eos_text, bos_token=""
-        )
-        return formatter(messages=[{"role": "user", "content": content}]).prompt
+        formatter = _chat_formatter(self.chat_template, self.eos_text)
+        return str(formatter(messages=[{"role": "user", "content": content}]).prompt)
+
+
+@lru_cache(maxsize=8)
+def _chat_formatter(template: str, eos_text: str) -> Any:
+    """A compiled chat template (compiling one takes longer than rendering it many times)."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    # The scorer puts the BOS token id first itself; an empty bos_token keeps a template that
+    # prints it from adding a second one as text.
+    return Jinja2ChatFormatter(template=template, eos_token=eos_text, bos_token="")
 
 
 def make_conditioning(

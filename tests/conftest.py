@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+# llama.cpp's OpenMP threads spin while they wait; with the student and the embedded teacher sharing
+# two cores that steals whole seconds per call.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "cherry_alpaca_5_percent.json"
 

@@ -20,6 +20,7 @@ and both output modes (markers, or JSON when `format` is a schema).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -160,6 +161,19 @@ def _digest(model: str) -> str:
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.open_connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+
+    def drop_connections(self) -> None:
+        """Close kept-alive connections too, so a stopped server is gone for its clients."""
+        with self.connections_lock:
+            for conn in self.open_connections:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+            self.open_connections.clear()
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that gave up (its timeout) closes the socket while we write: that is the test.
         pass
@@ -189,7 +203,9 @@ class OllamaTestServer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._httpd = _QuietServer(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def model(self) -> str:
@@ -221,6 +237,7 @@ class OllamaTestServer:
         self._stop.set()
         self._httpd.shutdown()
         self._httpd.server_close()
+        self._httpd.drop_connections()
         self._thread.join(timeout=5)
 
     def __enter__(self) -> OllamaTestServer:
@@ -245,7 +262,7 @@ class OllamaTestServer:
 
     def _enter(self) -> bool:
         """Take a processing slot, waiting in the queue; False when the queue is full (503)."""
-        if self._slots is not None:
+        if self._slots is not None and not self._slots.acquire(blocking=False):
             with self._lock:
                 if self.max_queue is not None and self._waiting >= self.max_queue:
                     return False
@@ -268,9 +285,22 @@ class OllamaTestServer:
 def _handler_for(server: OllamaTestServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Go's net/http (Ollama) sets TCP_NODELAY; without it every streamed chunk waits ~40 ms
+        # for a delayed ACK.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
+
+        def setup(self) -> None:
+            super().setup()
+            with server._httpd.connections_lock:
+                server._httpd.open_connections.add(self.connection)
+
+        def finish(self) -> None:
+            with server._httpd.connections_lock:
+                server._httpd.open_connections.discard(self.connection)
+            super().finish()
 
         # -- plumbing
 

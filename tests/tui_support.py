@@ -14,43 +14,85 @@ STUDENT_SHA = "0" * 64
 TEACHER_KEY = "test-teacher-key"
 
 RECORDS: list[object] = [
-    {"instruction": "Name the largest planet in the solar system.", "input": "",
-     "output": "Jupiter."},
+    {
+        "instruction": "Name the largest planet in the solar system.",
+        "input": "",
+        "output": "Jupiter.",
+    },
     {"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour."},
-    {"instruction": "Give one tip for sleeping better.", "input": "",
-     "output": "Keep a regular bedtime."},
+    {
+        "instruction": "Give one tip for sleeping better.",
+        "input": "",
+        "output": "Keep a regular bedtime.",
+    },
     {"instruction": "What is 12 times 7?", "input": "", "output": "84"},
-    {"instruction": "Describe a cat in one sentence.", "input": "",
-     "output": "A small furry animal that purrs."},
+    {
+        "instruction": "Describe a cat in one sentence.",
+        "input": "",
+        "output": "A small furry animal that purrs.",
+    },
     {"instruction": "List two primary colours.", "input": "", "output": "Red and blue."},
     {"instruction": 42, "input": "", "output": "a number is not an instruction"},
     {"input": "", "output": "no instruction at all"},
-    {"instruction": "Name the largest planet in the solar system.", "input": "",
-     "output": "Jupiter."},
+    {
+        "instruction": "Name the largest planet in the solar system.",
+        "input": "",
+        "output": "Jupiter.",
+    },
 ]
 
 # sample position -> (Q instruction, Q output, reflected response, branch, scores, emitted)
 # scores: ifd_ori, ifd_q, rifd_base, rifd_reflected
 REFLECTIONS = {
-    0: ("Explain which planet of the solar system is the largest and how its size compares "
-        "with the Earth's.", "Jupiter is the largest planet: about 11 Earth diameters across.",
+    0: (
+        "Explain which planet of the solar system is the largest and how its size compares "
+        "with the Earth's.",
+        "Jupiter is the largest planet: about 11 Earth diameters across.",
         "Jupiter is the largest planet; roughly 1,300 Earths would fit inside it.",
-        "QA", (0.62, 0.81, 0.55, 0.48), True),
-    1: ("Translate a morning greeting into French and explain when to use it.",
-        "Bonjour: used from morning until early evening.", "Bonjour !",
-        "A", (0.74, 0.70, 0.66, 0.51), True),
-    2: ("Give three evidence-based tips for sleeping better and say why each works.",
+        "QA",
+        (0.62, 0.81, 0.55, 0.48),
+        True,
+    ),
+    1: (
+        "Translate a morning greeting into French and explain when to use it.",
+        "Bonjour: used from morning until early evening.",
+        "Bonjour !",
+        "A",
+        (0.74, 0.70, 0.66, 0.51),
+        True,
+    ),
+    2: (
+        "Give three evidence-based tips for sleeping better and say why each works.",
         "Keep a regular bedtime, avoid screens late, and keep the room cool.",
         "Keep a regular bedtime and wind down without screens.",
-        "Q", (0.58, 0.92, 0.71, 0.77), False),
-    3: ("Multiply 12 by 7 and show the steps.", "12 x 7 = 70 + 14 = 84.", "84, since 12 x 7 = 84.",
-        "ori", (0.95, 0.60, 0.82, 0.90), False),
-    4: ("Describe a domestic cat's appearance and behaviour in two sentences.",
+        "Q",
+        (0.58, 0.92, 0.71, 0.77),
+        False,
+    ),
+    3: (
+        "Multiply 12 by 7 and show the steps.",
+        "12 x 7 = 70 + 14 = 84.",
+        "84, since 12 x 7 = 84.",
+        "ori",
+        (0.95, 0.60, 0.82, 0.90),
+        False,
+    ),
+    4: (
+        "Describe a domestic cat's appearance and behaviour in two sentences.",
         "Cats are small furry mammals with sharp claws. They purr when content.",
-        "A cat is a small, furry, purring animal.", "QA", (0.88, 1.12, 0.97, 1.04), False),
-    5: ("Name the three primary colours of paint and one mix of two of them.",
-        "Red, yellow and blue; red and yellow make orange.", "Red, yellow and blue.",
-        "A", (0.45, 0.40, 0.35, 0.31), True),
+        "A cat is a small, furry, purring animal.",
+        "QA",
+        (0.88, 1.12, 0.97, 1.04),
+        False,
+    ),
+    5: (
+        "Name the three primary colours of paint and one mix of two of them.",
+        "Red, yellow and blue; red and yellow make orange.",
+        "Red, yellow and blue.",
+        "A",
+        (0.45, 0.40, 0.35, 0.31),
+        True,
+    ),
 }
 
 
@@ -77,7 +119,8 @@ def build_store(tmp: Path) -> tuple[Store, int]:
         run_id = int(run[0])
         samples = con.execute(
             "SELECT position, sample_id, instruction, input, output FROM samples "
-            "WHERE dataset_id = ? ORDER BY position", [dataset_id[0]]
+            "WHERE dataset_id = ? ORDER BY position",
+            [dataset_id[0]],
         ).fetchall()
         for position, sid, ins, inp, out in samples:
             q_ins, q_out, refl_out, branch, scores, emitted = REFLECTIONS[position]
@@ -86,17 +129,29 @@ def build_store(tmp: Path) -> tuple[Store, int]:
             versions = {
                 "ori": (ins, inp, out, ifd_ori, rifd_base if not base_is_q else 0.9),
                 "Q": (q_ins, "", q_out, ifd_q, rifd_base if base_is_q else 0.9),
-                ("QA" if base_is_q else "A"): (q_ins if base_is_q else ins,
-                                               "" if base_is_q else inp, refl_out,
-                                               ifd_q if base_is_q else ifd_ori, rifd_refl),
+                ("QA" if base_is_q else "A"): (
+                    q_ins if base_is_q else ins,
+                    "" if base_is_q else inp,
+                    refl_out,
+                    ifd_q if base_is_q else ifd_ori,
+                    rifd_refl,
+                ),
             }
             for kind, (v_ins, v_inp, v_out, ifd, rifd) in versions.items():
                 h = pair_hash(v_ins, v_inp, v_out)
                 con.execute(
                     "INSERT INTO versions (sample_id, teacher_key, kind, instruction, input, "
                     "output, pair_hash, critique) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [sid, "" if kind == "ori" else TEACHER_KEY, kind, v_ins, v_inp, v_out, h,
-                     None if kind == "ori" else f"The {kind} version adds detail and reasoning."],
+                    [
+                        sid,
+                        "" if kind == "ori" else TEACHER_KEY,
+                        kind,
+                        v_ins,
+                        v_inp,
+                        v_out,
+                        h,
+                        None if kind == "ori" else f"The {kind} version adds detail and reasoning.",
+                    ],
                 )
                 con.execute(
                     "INSERT INTO scores (student_sha256, template, max_tokens, pair_hash, "
@@ -112,9 +167,26 @@ def build_store(tmp: Path) -> tuple[Store, int]:
                 "INSERT INTO decisions (run_id, sample_id, branch, final_kind, ifd_ori, ifd_q, "
                 "rifd_base, rifd_reflected, ifd_final, rifd_final, ifd_margin, rifd_margin, "
                 "passes, emitted, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [run_id, sid, branch, final, ifd_ori, ifd_q, rifd_base, rifd_refl, ifd_final,
-                 rifd_final, ifd_q - ifd_ori, rifd_refl - rifd_base, passes, emitted,
-                 "kept: IFD < 1 and r-IFD < 1" if emitted else
-                 ("IFD or r-IFD not below 1" if not passes else "response stayed unreflected")],
+                [
+                    run_id,
+                    sid,
+                    branch,
+                    final,
+                    ifd_ori,
+                    ifd_q,
+                    rifd_base,
+                    rifd_refl,
+                    ifd_final,
+                    rifd_final,
+                    ifd_q - ifd_ori,
+                    rifd_refl - rifd_base,
+                    passes,
+                    emitted,
+                    "kept: IFD < 1 and r-IFD < 1"
+                    if emitted
+                    else (
+                        "IFD or r-IFD not below 1" if not passes else "response stayed unreflected"
+                    ),
+                ],
             )
     return store, run_id

@@ -49,10 +49,12 @@ class SrtApp(App[None]):
     ENABLE_COMMAND_PALETTE = True
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        *(Binding(str(i), f"show_tab('{tab}')", tab.title(), show=False)
-          for i, tab in enumerate(TABS, start=1)),
+        *(
+            Binding(str(i), f"show_tab('{tab}')", tab.title(), show=False)
+            for i, tab in enumerate(TABS, start=1)
+        ),
         Binding("ctrl+t", "toggle_theme", "Light/dark"),
-        Binding("escape", "leave_field", "Leave field", show=False),
+        Binding("escape", "leave_field", "Leave the field", show=False),
     ]
 
     current_run: reactive[int | None] = reactive(None)
@@ -64,6 +66,7 @@ class SrtApp(App[None]):
         super().__init__()
         self.store = store
         self.models_file = models_file
+        self.worker_errors: list[BaseException] = []
         if theme is None:
             theme = "light" if terminal_is_light() else "dark"
         self.theme = THEMES[theme]
@@ -102,8 +105,11 @@ class SrtApp(App[None]):
         self.theme = THEMES["light"] if self.current_theme.dark else THEMES["dark"]
 
     def action_leave_field(self) -> None:
-        """Escape from a text field to the tab bar, where the digit keys switch tabs again."""
-        self.query_one("#tabs", TabbedContent).query_one("Tabs").focus()
+        """Escape from a text field to the tab's table or list, where the tab's keys and the
+        digit keys work again."""
+        pane = self.query_one("#tabs", TabbedContent).active_pane
+        if isinstance(pane, Pane):
+            pane.leave_field()
 
     async def action_quit(self) -> None:
         """Quit; a run in progress is paused first (the work in flight is finished and stored)."""
@@ -117,5 +123,10 @@ class SrtApp(App[None]):
         """Anything a worker did not expect is shown, not lost."""
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             error = event.worker.error
-            self.notify(f"{type(error).__name__}: {error}", title=event.worker.name,
-                        severity="error", timeout=10)
+            self.worker_errors.append(error)
+            self.notify(
+                f"{type(error).__name__}: {error}",
+                title=event.worker.name,
+                severity="error",
+                timeout=10,
+            )

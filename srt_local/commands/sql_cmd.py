@@ -27,14 +27,17 @@ def _jsonable(value: Any) -> Any:
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True)
+@click.option("--snapshot", is_flag=True,
+              help="Query a copy of the store taken now (works while another process writes it).")
 @db_option
-def sql(query: str, fmt: str, db_path: Path | None) -> None:
+def sql(query: str, fmt: str, snapshot: bool, db_path: Path | None) -> None:
     """Run QUERY read-only on the store. Tables: datasets, samples, import_errors, teacher_calls,
     versions, reflection_failures, scores, runs, decisions; view: selection.
 
     Example: srt sql "SELECT branch, count(*) FROM decisions GROUP BY branch"
     """
-    with Store.open(db_path, read_only=True) as store:
+    opened = Store.open_snapshot(db_path) if snapshot else Store.open(db_path, read_only=True)
+    with opened as store:
         try:
             cur = store.con.execute(query)
         except duckdb.Error as exc:

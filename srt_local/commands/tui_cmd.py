@@ -12,11 +12,18 @@ from srt_local.store import Store
 
 @click.command()
 @db_option
-@click.option("--models-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="An extra models.toml read after the shipped and user files.")
-@click.option("--theme", type=click.Choice(["auto", "dark", "light"]), default="auto",
-              show_default=True,
-              help="auto picks light when $COLORFGBG says the terminal is light; ctrl+t toggles.")
+@click.option(
+    "--models-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An extra models.toml read after the shipped and user files.",
+)
+@click.option(
+    "--theme",
+    type=click.Choice(["auto", "dark", "light"]),
+    default="auto",
+    show_default=True,
+    help="auto picks light when $COLORFGBG says the terminal is light; ctrl+t toggles.",
+)
 def tui(db_path: Path | None, models_file: Path | None, theme: str) -> None:
     """Open the terminal UI: import, run, browse every decision, chart, query and export.
 

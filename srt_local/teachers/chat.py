@@ -16,9 +16,9 @@ import hashlib
 import json
 import random
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from srt_local.config import TeacherSpec
 from srt_local.pairs import Pair
@@ -61,13 +61,15 @@ class Generation:
     error_message: str | None = None
     retryable: bool = False
     fatal: str | None = None  # a message for TeacherError after the retries are spent
-    extra: dict[str, Any] = field(default_factory=dict)
+    started_at: datetime | None = None  # when the request left the queue (None: when asked)
 
 
 class ChatTeacher(ABC):
     """A teacher that sends chat messages to one model; subclasses implement `_send`."""
 
     backend: str = ""
+    # Options a backend sets when models.toml leaves them out (part of what shapes the replies).
+    default_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(
         self,
@@ -87,7 +89,9 @@ class ChatTeacher(ABC):
         self.max_attempts = spec.max_attempts
         self.concurrency = max(1, concurrency)
         self.retry = retry or RetryPolicy()
-        self.key = teacher_key(self.backend, model, model_digest, spec)
+        self.base_options = {**self.default_options, **spec.options.as_dict()}
+        self.schema_chars = self.json_budget(self.base_options)
+        self.key = teacher_key(self.backend, model, model_digest, spec, self.base_options)
 
     @abstractmethod
     async def _send(self, prompt: Prompt, options: dict[str, Any]) -> Generation:
@@ -97,9 +101,13 @@ class ChatTeacher(ABC):
     async def aclose(self) -> None:
         """Release the client or model."""
 
+    def json_budget(self, options: dict[str, Any]) -> int | None:
+        """The total length json-mode strings are held to (None: unbounded)."""
+        return None
+
     def options_for(self, reask: int) -> dict[str, Any]:
         """The options of the request after `reask` unparsable replies."""
-        options = self.spec.options.as_dict()
+        options = dict(self.base_options)
         if reask:
             options["seed"] = options.get("seed", 0) + reask
             options["temperature"] = max(float(options.get("temperature", 0.0)), RETRY_TEMPERATURE)
@@ -110,15 +118,16 @@ class ChatTeacher(ABC):
 
         Raises TeacherError (carrying the calls made) when the teacher cannot go on at all.
         """
-        prompt = build_prompt(stage, pair, self.output_mode)
+        prompt = build_prompt(stage, pair, self.output_mode, self.schema_chars)
         result = ReflectResult()
         reasks = 0
         resends = 0
         while True:
             options = self.options_for(reasks)
-            started = datetime.now(UTC)
+            asked = datetime.now(UTC)
             gen = await self._send(prompt, options)
             finished = datetime.now(UTC)
+            started = gen.started_at or asked
             call = self._call(prompt, options, gen, len(result.calls) + 1, started, finished)
             result.calls.append(call)
             if gen.error_kind is not None:
@@ -181,7 +190,9 @@ class ChatTeacher(ABC):
         )
 
 
-def teacher_key(backend: str, model: str, digest: str | None, spec: TeacherSpec) -> str:
+def teacher_key(
+    backend: str, model: str, digest: str | None, spec: TeacherSpec, options: dict[str, Any]
+) -> str:
     """A readable, stable fingerprint of everything that shapes the replies: backend, model and its
     digest, prompt versions, output mode and options (not timeouts, concurrency or retries, so
     raising max_attempts to retry failures keeps the replies already made)."""
@@ -191,7 +202,7 @@ def teacher_key(backend: str, model: str, digest: str | None, spec: TeacherSpec)
         "digest": digest,
         "output": spec.output,
         "prompts": list(prompt_versions(spec.output)),
-        "options": spec.options.as_dict(),
+        "options": options,
     }
     blob = json.dumps(identity, sort_keys=True).encode()
     return f"{backend}/{model}/{hashlib.sha256(blob).hexdigest()[:12]}"

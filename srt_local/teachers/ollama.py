@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -98,27 +99,31 @@ class OllamaTeacher(ChatTeacher):
         await self._client.close()
 
     async def _send(self, prompt: Prompt, options: dict[str, Any]) -> Generation:
+        async with self._slots:
+            started = datetime.now(UTC)
+            gen = await self._request(prompt, options)
+        gen.started_at = started
+        return gen
+
+    async def _request(self, prompt: Prompt, options: dict[str, Any]) -> Generation:
         ours = estimate_tokens(prompt.messages)
         timeout = self.spec.timeout
-        async with self._slots:
-            try:
-                text, final = await asyncio.wait_for(self._chat(prompt, options), timeout)
-            except (TimeoutError, httpx.TimeoutException):
-                return _failed("timeout", f"no complete reply within {timeout:g} s", ours)
-            except ResponseError as exc:
-                return self._response_error(exc, ours)
-            except (ConnectionError, httpx.ConnectError):
-                gen = _failed("unreachable", unreachable_message(self.host or ""), ours)
-                gen.fatal = gen.error_message
-                return gen
-            except (_StreamCut, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-                return _failed("stream_cut", f"the reply was cut off: {exc}", ours)
-            except (json.JSONDecodeError, pydantic.ValidationError) as exc:
-                return _failed(
-                    "bad_response", f"the server sent something not Ollama's: {exc}", ours
-                )
-            except httpx.HTTPError as exc:
-                return _failed("http_error", f"{type(exc).__name__}: {exc}", ours)
+        try:
+            text, final = await asyncio.wait_for(self._chat(prompt, options), timeout)
+        except (TimeoutError, httpx.TimeoutException):
+            return _failed("timeout", f"no complete reply within {timeout:g} s", ours)
+        except ResponseError as exc:
+            return self._response_error(exc, ours)
+        except (ConnectionError, httpx.ConnectError):
+            gen = _failed("unreachable", unreachable_message(self.host or ""), ours)
+            gen.fatal = gen.error_message
+            return gen
+        except (_StreamCut, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            return _failed("stream_cut", f"the reply was cut off: {exc}", ours)
+        except (json.JSONDecodeError, pydantic.ValidationError) as exc:
+            return _failed("bad_response", f"the server sent something not Ollama's: {exc}", ours)
+        except httpx.HTTPError as exc:
+            return _failed("http_error", f"{type(exc).__name__}: {exc}", ours)
         return self._generation(text, final, ours, options)
 
     async def _chat(self, prompt: Prompt, options: dict[str, Any]) -> tuple[str, ChatResponse]:
@@ -180,7 +185,7 @@ class OllamaTeacher(ChatTeacher):
         code = exc.status_code
         message = f"{exc.error} (HTTP {code})" if code > 0 else str(exc.error)
         if code == 404:
-            gen = _failed("model_not_found", message, ours)
+            gen = _failed("model_not_found", message, ours, retryable=False)
             gen.fatal = not_pulled_message(host, self.model)
             return gen
         if code == 503:

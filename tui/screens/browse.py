@@ -52,10 +52,14 @@ class BrowsePane(Pane):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="form"):
             yield RunPicker(id="browse-run")
-            yield Select([(b, b) for b in BRANCHES], prompt="any branch", compact=True,
-                         id="branch")
-            yield Select([(o, o) for o in OUTCOMES], value="all", allow_blank=False,
-                         compact=True, id="outcome")
+            yield Select([(b, b) for b in BRANCHES], prompt="any branch", compact=True, id="branch")
+            yield Select(
+                [(o, o) for o in OUTCOMES],
+                value="all",
+                allow_blank=False,
+                compact=True,
+                id="outcome",
+            )
             yield Input(placeholder="/ search text", compact=True, id="search")
         yield ArrowTable("no decisions: run the pipeline (tab 3) first", id="decisions")
         yield SampleView(id="sample")
@@ -86,7 +90,7 @@ class BrowsePane(Pane):
     @work(thread=True, group="browse-runs", exclusive=True, exit_on_error=False)
     def load_runs(self) -> None:
         runs = list_runs(self.srt.store)
-        self.app.call_from_thread(self._runs_loaded, runs)
+        self.from_thread(self._runs_loaded, runs)
 
     def _runs_loaded(self, runs: list[dict[str, object]]) -> None:
         self.query_one("#browse-run", RunPicker).load(runs)
@@ -105,14 +109,18 @@ class BrowsePane(Pane):
     def load_page(self, run_id: int, flt: BrowseFilter, offset: int, keep_cursor: bool) -> None:
         table, total = browse_page(self.srt.store, run_id, flt, PAGE, offset)
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._show_page, table, total, keep_cursor)
+            self.from_thread(self._show_page, table, total, keep_cursor)
 
     async def _show_page(self, table: pa.Table, total: int, keep_cursor: bool) -> None:
         self.sample_ids = [int(i) for i in table.column("id").to_pylist()]
         view = self.query_one("#decisions", ArrowTable)
         cursor = view.table.cursor_row if keep_cursor and view.table is not None else 0
-        await view.show(table, self.caption(table.num_rows, total), cursor_row=cursor,
-                        empty="no decision matches" if total == 0 else None)
+        await view.show(
+            table,
+            self.caption(table.num_rows, total),
+            cursor_row=cursor,
+            empty="no decision matches" if total == 0 else None,
+        )
         run_id = self.run_id
         if not self.sample_ids:
             self.detail = None
@@ -123,7 +131,11 @@ class BrowsePane(Pane):
     def caption(self, n: int, total: int) -> str:
         f = self.browse_filter
         order = "↓" if f.descending else "↑"
-        span = f"rows {self.page_offset + 1:,}–{self.page_offset + n:,} of {total:,}" if n else "0 rows"
+        span = (
+            f"rows {self.page_offset + 1:,}–{self.page_offset + n:,} of {total:,}"
+            if n
+            else "0 rows"
+        )
         pages = " · [ ] pages" if total > PAGE else ""
         return f"{span} · sort {f.sort} {order}{pages}"
 
@@ -136,7 +148,7 @@ class BrowsePane(Pane):
     def load_detail(self, run_id: int, sample_id: int) -> None:
         detail = sample_detail(self.srt.store, run_id, sample_id)
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._show_detail, detail)
+            self.from_thread(self._show_detail, detail)
 
     def _show_detail(self, detail: SampleDetail) -> None:
         same = self.detail is not None and self.detail.sample_id == detail.sample_id
@@ -152,8 +164,10 @@ class BrowsePane(Pane):
     def filters_changed(self) -> None:
         branch = self.query_one("#branch", Select).value
         outcome = self.query_one("#outcome", Select).value
-        self.set_filter(branch=branch if isinstance(branch, str) else None,
-                        outcome=outcome if isinstance(outcome, str) else "all")
+        self.set_filter(
+            branch=branch if isinstance(branch, str) else None,
+            outcome=outcome if isinstance(outcome, str) else "all",
+        )
 
     @on(Input.Submitted, "#search")
     def search_submitted(self, event: Input.Submitted) -> None:
@@ -178,14 +192,16 @@ class BrowsePane(Pane):
         key = "sample" if label == "id" else label
         if key in SORTS:
             flip = key == self.browse_filter.sort
-            self.set_filter(sort=key, descending=not self.browse_filter.descending if flip else False)
+            self.set_filter(
+                sort=key, descending=not self.browse_filter.descending if flip else False
+            )
 
     def action_search(self) -> None:
         self.query_one("#search", Input).focus()
 
     def action_page(self, step: int) -> None:
         view = self.query_one("#decisions", ArrowTable)
-        if step < 0 and self.page_offset == 0 or step > 0 and view.rows < PAGE:
+        if (step < 0 and self.page_offset == 0) or (step > 0 and view.rows < PAGE):
             return
         self.page_offset = max(0, self.page_offset + step * PAGE)
         self.reload()
@@ -212,10 +228,11 @@ class BrowsePane(Pane):
     @work(thread=True, group="browse-override", exit_on_error=False)
     def write_override(self, run_id: int, sample_id: int, value: str | None) -> None:
         set_override(self.srt.store, run_id, sample_id, value)
-        effect = {"accept": "accepted: export includes it",
-                  "reject": "rejected: export leaves it out"}.get(value or "", "back to the "
-                                                                    "student's decision")
-        self.app.call_from_thread(self.notify, f"sample {sample_id} {effect}")
-        self.app.call_from_thread(self.reload, True)
+        effect = {
+            "accept": "accepted: export includes it",
+            "reject": "rejected: export leaves it out",
+        }.get(value or "", "back to the student's decision")
+        self.from_thread(self.notify, f"sample {sample_id} {effect}")
+        self.from_thread(self.reload, True)
         detail = sample_detail(self.srt.store, run_id, sample_id)
-        self.app.call_from_thread(self._show_detail, detail)
+        self.from_thread(self._show_detail, detail)

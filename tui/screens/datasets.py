@@ -1,4 +1,4 @@
-"""Datasets: import a file, see each dataset's counts and the records it rejected, with where and why."""
+"""Datasets: import a file; see each dataset's counts and its rejected records, where and why."""
 
 from __future__ import annotations
 
@@ -47,16 +47,23 @@ class DatasetsPane(Pane):
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="form"):
-            yield Input(placeholder="file to import: .json .jsonl .parquet .csv", id="path",
-                        compact=True)
-            yield Select([(f, f) for f in ("auto", *FORMATS)], value="auto", allow_blank=False,
-                         compact=True, id="format")
+            yield Input(
+                placeholder="file to import: .json .jsonl .parquet .csv", id="path", compact=True
+            )
+            yield Select(
+                [(f, f) for f in ("auto", *FORMATS)],
+                value="auto",
+                allow_blank=False,
+                compact=True,
+                id="format",
+            )
             yield Input(placeholder="name (optional)", id="name", compact=True)
             yield Checkbox("strict", id="strict", compact=True)
             yield Button("Import", id="import", variant="primary", compact=True)
         yield Static("", id="import-status", classes="status", markup=False)
-        yield ArrowTable("no dataset yet: type a file's path above and press enter",
-                         id="datasets-table")
+        yield ArrowTable(
+            "no dataset yet: type a file's path above and press enter", id="datasets-table"
+        )
         yield ArrowTable("no rejected records", id="errors-table")
 
     def on_mount(self) -> None:
@@ -82,7 +89,7 @@ class DatasetsPane(Pane):
     def load(self, select: int | None = None) -> None:
         table = datasets_table(self.srt.store)
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._show_datasets, table, select)
+            self.from_thread(self._show_datasets, table, select)
 
     async def _show_datasets(self, table: pa.Table, select: int | None) -> None:
         self.dataset_ids = [int(i) for i in table.column("id").to_pylist()]
@@ -103,9 +110,10 @@ class DatasetsPane(Pane):
         table, total = import_errors_page(self.srt.store, dataset_id, ERRORS_SHOWN)
         if not get_current_worker().is_cancelled:
             caption = showing(table.num_rows, total, f"rejected records of dataset {dataset_id}")
-            self.app.call_from_thread(
-                self.query_one("#errors-table", ArrowTable).show, table, caption
-            )
+            self.from_thread(self._show_errors, table, caption)
+
+    async def _show_errors(self, table: pa.Table, caption: str) -> None:
+        await self.query_one("#errors-table", ArrowTable).show(table, caption)
 
     # ------------------------------------------------------------ importing
 
@@ -133,17 +141,20 @@ class DatasetsPane(Pane):
         try:
             report = import_dataset(self.srt.store, path, fmt=fmt, name=name, strict=strict)
         except (DatasetFileError, DatasetExistsError, OSError) as exc:
-            self.app.call_from_thread(self.set_status, f"{exc}", "error")
+            self.from_thread(self.set_status, f"{exc}", "error")
             return
-        self.app.call_from_thread(self._imported, report)
+        self.from_thread(self._imported, report)
 
     async def _imported(self, report: ImportReport) -> None:
         if report.refused:
             self.set_status(str(report), "error")
             await self.query_one("#errors-table", ArrowTable).show(
                 errors_table(report.errors),
-                showing(min(len(report.errors), ERRORS_SHOWN), len(report.errors),
-                        f"bad records of {report.path.name} (nothing written)"),
+                showing(
+                    min(len(report.errors), ERRORS_SHOWN),
+                    len(report.errors),
+                    f"bad records of {report.path.name} (nothing written)",
+                ),
             )
             return
         self.set_status(str(report), "warning" if report.errors else "ok")

@@ -25,7 +25,9 @@ from tui.widgets.run_picker import RunPicker
 BINS = 8
 
 
-def histogram(series: Sequence[Sequence[float]], bins: int = BINS) -> tuple[list[str], list[list[int]]]:
+def histogram(
+    series: Sequence[Sequence[float]], bins: int = BINS
+) -> tuple[list[str], list[list[int]]]:
     """Counts of every series over the same `bins` equal bins spanning all their values."""
     values = [v for s in series for v in s]
     if not values:
@@ -69,7 +71,7 @@ class DistributionsPane(Pane):
     @work(thread=True, group="dist-runs", exclusive=True, exit_on_error=False)
     def load_runs(self) -> None:
         runs = list_runs(self.srt.store)
-        self.app.call_from_thread(self._runs_loaded, runs)
+        self.from_thread(self._runs_loaded, runs)
 
     def _runs_loaded(self, runs: list[dict[str, object]]) -> None:
         self.query_one("#dist-run", RunPicker).load(runs)
@@ -82,7 +84,7 @@ class DistributionsPane(Pane):
     @work(thread=True, group="dist-load", exclusive=True, exit_on_error=False)
     def load(self, run_id: int) -> None:
         data = score_distributions(self.srt.store, run_id)
-        self.app.call_from_thread(self._loaded, data)
+        self.from_thread(self._loaded, data)
 
     def _loaded(self, data: Distributions) -> None:
         self.scores = data
@@ -100,13 +102,22 @@ class DistributionsPane(Pane):
         d = self.scores
         if d is None:
             return
-        self._chart("#ifd-plot", "IFD", [d.ifd_ori, d.ifd_q, d.ifd_kept],
-                    ["original", "reflected Q", "kept"])
-        self._chart("#rifd-plot", "r-IFD", [d.rifd_base, d.rifd_reflected, d.rifd_kept],
-                    ["base", "reflected A/QA", "kept"])
+        self._chart(
+            "#ifd-plot",
+            "IFD",
+            [d.ifd_ori, d.ifd_q, d.ifd_kept],
+            ["original", "reflected Q", "kept"],
+        )
+        self._chart(
+            "#rifd-plot",
+            "r-IFD",
+            [d.rifd_base, d.rifd_reflected, d.rifd_kept],
+            ["base", "reflected A/QA", "kept"],
+        )
 
-    def _chart(self, selector: str, title: str, series: list[list[float]],
-               labels: list[str]) -> None:
+    def _chart(
+        self, selector: str, title: str, series: list[list[float]], labels: list[str]
+    ) -> None:
         widget = self.query_one(selector, PlotextPlot)
         plt = widget.plt
         plt.clear_data()
@@ -116,6 +127,12 @@ class DistributionsPane(Pane):
             plt.title(f"{title}: no scores yet")
         else:
             names = [f"{label} ({len(s)})" for label, s in zip(labels, series, strict=True)]
-            plt.multiple_bar(bins, counts, labels=names, color=self.colours())
+            # The bundled stub lags plotext: multiple_bar takes a label and a colour per series.
+            plt.multiple_bar(bins, counts, labels=names, color=self.colours())  # type: ignore[call-arg, arg-type]
+            top = max(max(c) for c in counts)
+            step = max(1, round(top / 4))
+            plt.yticks(list(range(0, top + 1, step)))
+            # Headroom above the bars keeps the legend (top left) off them.
+            plt.ylim(0, top * 1.6)
             plt.title(title)
         widget.refresh()

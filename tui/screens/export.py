@@ -32,8 +32,9 @@ def parse_top(text: str) -> tuple[int | None, float | None]:
             return None, float(text)
         return int(text), None
     except ValueError:
-        raise ExportError(f"top-k {text!r}: give a count (100), a percentage (10%) or a "
-                          "fraction (0.1)") from None
+        raise ExportError(
+            f"top-k {text!r}: give a count (100), a percentage (10%) or a fraction (0.1)"
+        ) from None
 
 
 def default_path(run_id: int | None, fmt: str) -> str:
@@ -44,8 +45,10 @@ def default_path(run_id: int | None, fmt: str) -> str:
 def report_text(r: ExportReport) -> str:
     cut = "" if r.n_written == r.n_selected else f" (the top {r.n_written} by IFD)"
     verb = "updated" if r.replaced_entry else "added"
-    return (f"wrote {r.n_written} of {r.n_selected} selected samples{cut} to {r.path}\n"
-            f"{verb} entry {r.entry_name!r} in {r.info_path}:")
+    return (
+        f"wrote {r.n_written} of {r.n_selected} selected samples{cut} to {r.path}\n"
+        f"{verb} entry {r.entry_name!r} in {r.info_path}:"
+    )
 
 
 class ExportPane(Pane):
@@ -56,18 +59,32 @@ class ExportPane(Pane):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="form"):
             yield RunPicker(id="export-run")
-            yield Select([(f, f) for f in EXPORT_FORMATS], value="alpaca", allow_blank=False,
-                         compact=True, id="export-format")
+            yield Select(
+                [(f, f) for f in EXPORT_FORMATS],
+                value="alpaca",
+                allow_blank=False,
+                compact=True,
+                id="export-format",
+            )
             yield Input(placeholder="top-k: 100, 10%", compact=True, id="top")
-            yield Checkbox("scores", compact=True, id="with-scores",
-                           tooltip="add the ifd_ppl and rifd_ppl fields")
+            yield Checkbox(
+                "scores",
+                compact=True,
+                id="with-scores",
+                tooltip="add the ifd_ppl and rifd_ppl fields",
+            )
         with Horizontal(classes="form"):
-            yield Input(placeholder="file to write (.json, .jsonl or .parquet)", compact=True,
-                        id="out")
+            yield Input(
+                placeholder="file to write (.json, .jsonl or .parquet)", compact=True, id="out"
+            )
             yield Button("Export", id="export", variant="primary", compact=True)
-        yield Static("The selection of the chosen run (with your overrides) is written to the "
-                     "file, and an entry that loads it is added to dataset_info.json beside it.",
-                     id="export-status", classes="status", markup=False)
+        yield Static(
+            "The selection of the chosen run (with your overrides) is written to the "
+            "file, and an entry that loads it is added to dataset_info.json beside it.",
+            id="export-status",
+            classes="status",
+            markup=False,
+        )
         yield Static("", id="entry", markup=False)
 
     def on_mount(self) -> None:
@@ -82,7 +99,7 @@ class ExportPane(Pane):
     @work(thread=True, group="export-runs", exclusive=True, exit_on_error=False)
     def load_runs(self) -> None:
         runs = list_runs(self.srt.store)
-        self.app.call_from_thread(self._runs_loaded, runs)
+        self.from_thread(self._runs_loaded, runs)
 
     def _runs_loaded(self, runs: list[dict[str, object]]) -> None:
         self.query_one("#export-run", RunPicker).load(runs)
@@ -127,19 +144,32 @@ class ExportPane(Pane):
             return
         with_scores = self.query_one("#with-scores", Checkbox).value
         self.set_status("exporting…", "")
-        self.write(run_id, fmt, Path(out).expanduser().resolve(), top_k, top_fraction,
-                   with_scores)
+        self.write(run_id, fmt, Path(out).expanduser().resolve(), top_k, top_fraction, with_scores)
 
     @work(thread=True, group="export", exclusive=True, exit_on_error=False)
-    def write(self, run_id: int, fmt: str, out: Path, top_k: int | None,
-              top_fraction: float | None, with_scores: bool) -> None:
+    def write(
+        self,
+        run_id: int,
+        fmt: str,
+        out: Path,
+        top_k: int | None,
+        top_fraction: float | None,
+        with_scores: bool,
+    ) -> None:
         try:
-            report = export_run(self.srt.store, run_id, fmt, out, top_k=top_k,
-                                top_fraction=top_fraction, with_scores=with_scores)
+            report = export_run(
+                self.srt.store,
+                run_id,
+                fmt,
+                out,
+                top_k=top_k,
+                top_fraction=top_fraction,
+                with_scores=with_scores,
+            )
         except (ExportError, DatasetFileError, OSError) as exc:
-            self.app.call_from_thread(self.set_status, str(exc), "error")
+            self.from_thread(self.set_status, str(exc), "error")
             return
-        self.app.call_from_thread(self._written, report)
+        self.from_thread(self._written, report)
 
     def _written(self, report: ExportReport) -> None:
         self.set_status(report_text(report), "ok")

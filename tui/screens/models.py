@@ -1,7 +1,7 @@
 """Models: every student and teacher of models.toml with its live status.
 
-GGUF files are checked and llama.cpp asked about GPU offload in a thread worker; Ollama servers are
-asked, with a short timeout, in an async worker. The table shows what is known and fills in the rest.
+GGUF files are checked and llama.cpp asked about GPU offload in a thread worker; Ollama servers
+are asked, with a short timeout, in an async worker. The table shows what is known, then the rest.
 """
 
 from __future__ import annotations
@@ -48,8 +48,13 @@ class ModelRow:
 
 
 def gguf_row(
-    role: str, name: str, default: str, path: Path | None, package: str | None,
-    gpu_layers: int, gpu_offload: bool | None,
+    role: str,
+    name: str,
+    default: str,
+    path: Path | None,
+    package: str | None,
+    gpu_layers: int,
+    gpu_offload: bool | None,
 ) -> ModelRow:
     """A llama.cpp model: is its GGUF here, how big, and how many layers go to the GPU."""
     source = f"pip {package}" if package else (path.name if path else "?")
@@ -65,17 +70,28 @@ def gguf_row(
         file = resolve_gguf(path, package)
     except ModelFileError as exc:
         fix = f"; {install_hint(package)}" if package else ""
-        return ModelRow(role, name, default, "llama.cpp", source, "missing", "", gpu,
-                        f"{exc}{fix}")
+        return ModelRow(role, name, default, "llama.cpp", source, "missing", "", gpu, f"{exc}{fix}")
     size = f"{file.stat().st_size / 1e6:,.0f} MB"
-    return ModelRow(role, name, default, "llama.cpp", source, "GGUF present", size, gpu,
-                    f"{name}: {short_path(file)}")
+    return ModelRow(
+        role,
+        name,
+        default,
+        "llama.cpp",
+        source,
+        "GGUF present",
+        size,
+        gpu,
+        f"{name}: {short_path(file)}",
+    )
 
 
 def short_path(path: Path) -> str:
     """A path with the data dir, the Python environment or the home dir abbreviated."""
-    for root, mark in ((paths.data_dir(), "<data dir>"), (Path(sys.prefix), "<python env>"),
-                       (Path.home(), "~")):
+    for root, mark in (
+        (paths.data_dir(), "<data dir>"),
+        (Path(sys.prefix), "<python env>"),
+        (Path.home(), "~"),
+    ):
         try:
             return str(Path(mark) / path.resolve().relative_to(root.resolve()))
         except ValueError:
@@ -84,8 +100,9 @@ def short_path(path: Path) -> str:
 
 
 def ollama_row(t: TeacherSpec, default: str, status: str, detail: str) -> ModelRow:
-    return ModelRow("teacher", t.name, default, "ollama", t.model or "?", status, "", "server",
-                    detail)
+    return ModelRow(
+        "teacher", t.name, default, "ollama", t.model or "?", status, "", "server", detail
+    )
 
 
 def gpu_offload_supported() -> bool:
@@ -101,18 +118,28 @@ def base_rows(config: ModelsConfig, gpu_offload: bool | None) -> list[ModelRow]:
     rows: list[ModelRow] = []
     for s in config.students.values():
         default = "student" if s.name == d.student else ""
-        rows.append(gguf_row("student", s.name, default, s.path, s.package, s.n_gpu_layers,
-                             gpu_offload))
+        rows.append(
+            gguf_row("student", s.name, default, s.path, s.package, s.n_gpu_layers, gpu_offload)
+        )
     for t in config.teachers.values():
-        marks = [m for m, n in (("teacher", d.teacher), ("auto: ollama", d.ollama_teacher),
-                                ("auto: embedded", d.embedded_teacher)) if n == t.name]
+        marks = [
+            m
+            for m, n in (
+                ("teacher", d.teacher),
+                ("auto: ollama", d.ollama_teacher),
+                ("auto: embedded", d.embedded_teacher),
+            )
+            if n == t.name
+        ]
         default = ", ".join(marks)
         if t.backend == "ollama":
-            rows.append(ollama_row(t, default, "checking…", f"{t.name}: {t.model} at "
-                                   f"{t.resolved_host}"))
+            rows.append(
+                ollama_row(t, default, "checking…", f"{t.name}: {t.model} at {t.resolved_host}")
+            )
         else:
-            rows.append(gguf_row("teacher", t.name, default, t.path, t.package, t.n_gpu_layers,
-                                 gpu_offload))
+            rows.append(
+                gguf_row("teacher", t.name, default, t.path, t.package, t.n_gpu_layers, gpu_offload)
+            )
     return rows
 
 
@@ -121,18 +148,19 @@ async def ollama_status(t: TeacherSpec) -> tuple[str, str]:
     import httpx
     from ollama import AsyncClient, ResponseError
 
+    from srt_local.teachers.ollama import not_pulled_message, unreachable_message
+
     host = t.resolved_host
     client = AsyncClient(host=host, timeout=OLLAMA_TIMEOUT_S)
     try:
         listing = await client.list()
-    except (ConnectionError, httpx.HTTPError, ResponseError, OSError) as exc:
-        return "unreachable", f"no Ollama server answers at {host} ({type(exc).__name__})"
+    except (ConnectionError, httpx.HTTPError, ResponseError, OSError):
+        return "unreachable", unreachable_message(host)
     names = {m.model for m in listing.models if m.model}
     wanted = t.model or ""
-    candidates = {wanted, wanted if ":" in wanted else f"{wanted}:latest"}
-    if names & candidates:
-        return "pulled", f"{wanted} is pulled on {host}"
-    return "not pulled", f"{host} answers but has no {wanted}: run `ollama pull {wanted}`"
+    if names & {wanted, wanted if ":" in wanted else f"{wanted}:latest"}:
+        return "pulled", f"{t.name}: {wanted} is pulled on the Ollama server at {host}"
+    return "not pulled", not_pulled_message(host, wanted)
 
 
 class ModelsPane(Pane):
@@ -163,12 +191,12 @@ class ModelsPane(Pane):
         try:
             config = self.srt.models()
         except ConfigError as exc:
-            self.app.call_from_thread(self._config_error, str(exc))
+            self.from_thread(self._config_error, str(exc))
             return
-        self.app.call_from_thread(self._show, base_rows(config, self.gpu_offload))
+        self.from_thread(self._show, base_rows(config, self.gpu_offload))
         if self.gpu_offload is None:
             self.gpu_offload = gpu_offload_supported()
-            self.app.call_from_thread(self._show, base_rows(config, self.gpu_offload))
+            self.from_thread(self._show, base_rows(config, self.gpu_offload))
         self.app.call_from_thread(self.check_servers, config)
 
     @work(group="models-servers", exclusive=True, exit_on_error=False)
@@ -178,7 +206,8 @@ class ModelsPane(Pane):
         found = {t.name: r for t, r in zip(teachers, results, strict=True)}
         rows = [
             replace(r, status=found[r.name][0], detail=found[r.name][1])
-            if r.backend == "ollama" and r.name in found else r
+            if r.backend == "ollama" and r.name in found
+            else r
             for r in self.rows
         ]
         await self._show(rows)
@@ -188,13 +217,18 @@ class ModelsPane(Pane):
         table = self.query_one("#models-table", ArrowTable)
         cursor = table.table.cursor_row if table.table is not None else 0
         n_s = sum(r.role == "student" for r in rows)
-        await table.show(ModelRow.table(rows), f"{n_s} students, {len(rows) - n_s} teachers "
-                         "(models.toml; `srt models` prints the files)", cursor_row=cursor)
+        await table.show(
+            ModelRow.table(rows),
+            f"{n_s} students, {len(rows) - n_s} teachers "
+            "(models.toml; `srt models` prints the files)",
+            cursor_row=cursor,
+        )
         self._detail(cursor)
 
     async def _config_error(self, message: str) -> None:
         await self.query_one("#models-table", ArrowTable).show(
-            ModelRow.table([]), "models.toml cannot be used", empty=message)
+            ModelRow.table([]), "models.toml cannot be used", empty=message
+        )
 
     def _detail(self, row: int) -> None:
         text = self.rows[row].detail if 0 <= row < len(self.rows) else ""

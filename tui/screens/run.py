@@ -14,7 +14,7 @@ from collections import deque
 from typing import Any, ClassVar
 
 import pyarrow as pa
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -78,8 +78,9 @@ class RunLogged(Message):
 class RunEnded(Message):
     """The pipeline returned (summary) or raised (error)."""
 
-    def __init__(self, run_id: int | None, summary: RunSummary | None,
-                 error: BaseException | None) -> None:
+    def __init__(
+        self, run_id: int | None, summary: RunSummary | None, error: BaseException | None
+    ) -> None:
         super().__init__()
         self.run_id = run_id
         self.summary = summary
@@ -101,8 +102,10 @@ def eta_text(seconds: float | None) -> str:
 
 
 def progress_text(p: RunProgress) -> str:
-    return (f"run {p.run_id} running · {p.tokens_per_s:,.0f} tokens/s · "
-            f"{p.calls_per_s:.2f} calls/s · ETA {eta_text(p.eta_s)}")
+    return (
+        f"run {p.run_id} running · {p.tokens_per_s:,.0f} tokens/s · "
+        f"{p.calls_per_s:.2f} calls/s · ETA {eta_text(p.eta_s)}"
+    )
 
 
 def stored_stages(st: RunStatus) -> list[StageProgress]:
@@ -111,8 +114,10 @@ def stored_stages(st: RunStatus) -> list[StageProgress]:
 
 
 def status_text(st: RunStatus, status: str) -> str:
-    text = (f"run {st.run_id} {status} · {st.dataset} · teacher {st.teacher} · student "
-            f"{st.student} · kept {st.kept} · {st.teacher_calls} teacher calls")
+    text = (
+        f"run {st.run_id} {status} · {st.dataset} · teacher {st.teacher} · student "
+        f"{st.student} · kept {st.kept} · {st.teacher_calls} teacher calls"
+    )
     if st.failures:
         text += f"\nfailures: {failures_text(st.failures)}"
     if st.error:
@@ -122,8 +127,10 @@ def status_text(st: RunStatus, status: str) -> str:
 
 def summary_text(s: RunSummary) -> str:
     branches = ", ".join(f"{b} {n}" for b, n in sorted(s.by_branch.items())) or "none"
-    text = (f"run {s.run_id} {s.status} in {s.elapsed_s:.0f}s: kept {s.kept}, rejected "
-            f"{s.rejected}; branches {branches}")
+    text = (
+        f"run {s.run_id} {s.status} in {s.elapsed_s:.0f}s: kept {s.kept}, rejected "
+        f"{s.rejected}; branches {branches}"
+    )
     if s.failures:
         text += f"; failures: {failures_text(s.failures)}"
     return text
@@ -145,7 +152,9 @@ class RunPane(Pane):
             yield Select([], prompt="dataset", compact=True, id="dataset")
             yield Select([], prompt="teacher", compact=True, id="teacher")
             yield Select([], prompt="student", compact=True, id="student")
-            yield Input(placeholder="limit", type="integer", compact=True, id="limit")
+            yield Input(
+                placeholder="limit", type="integer", valid_empty=True, compact=True, id="limit"
+            )
         yield ArrowTable("no runs yet: choose a dataset and press s", id="runs-table")
         yield StageBars(id="stages")
         yield Static("", id="run-stats", classes="status", markup=False)
@@ -166,6 +175,10 @@ class RunPane(Pane):
         self.load_form()
         self.load_runs()
 
+    def on_unmount(self) -> None:
+        # However the app ends, a run in progress stops at the next unit of work (then 'paused').
+        self.stop_event.set()
+
     def focus_main(self) -> None:
         if not self.query_one("#runs-table", ArrowTable).focus_table():
             self.query_one("#dataset", Select).focus()
@@ -173,33 +186,40 @@ class RunPane(Pane):
     @property
     def running(self) -> bool:
         return self.pipeline_worker is not None and self.pipeline_worker.state in (
-            WorkerState.PENDING, WorkerState.RUNNING)
+            WorkerState.PENDING,
+            WorkerState.RUNNING,
+        )
 
     # ------------------------------------------------------------ the form and the runs table
 
     @work(thread=True, group="run-form", exclusive=True, exit_on_error=False)
     def load_form(self) -> None:
-        datasets = [str(r[0]) for r in self.srt.store.query(
-            "SELECT name FROM datasets ORDER BY dataset_id")]
+        datasets = [
+            str(r[0]) for r in self.srt.store.query("SELECT name FROM datasets ORDER BY dataset_id")
+        ]
         try:
             config: ModelsConfig | None = self.srt.models()
         except ConfigError as exc:
             config = None
             self.write_log(f"models.toml: {exc}")
-        self.app.call_from_thread(self._fill_form, datasets, config)
+        self.from_thread(self._fill_form, datasets, config)
 
     def _fill_form(self, datasets: list[str], config: ModelsConfig | None) -> None:
         _refill(self.query_one("#dataset", Select), datasets, datasets[-1] if datasets else None)
         if config is not None:
-            _refill(self.query_one("#teacher", Select), ["auto", *config.teachers],
-                    config.defaults.teacher)
-            _refill(self.query_one("#student", Select), list(config.students),
-                    config.defaults.student)
+            _refill(
+                self.query_one("#teacher", Select),
+                ["auto", *config.teachers],
+                config.defaults.teacher,
+            )
+            _refill(
+                self.query_one("#student", Select), list(config.students), config.defaults.student
+            )
 
     @work(thread=True, group="run-list", exclusive=True, exit_on_error=False)
     def load_runs(self, announce: bool = False) -> None:
         runs = list_runs(self.srt.store)
-        self.app.call_from_thread(self._show_runs, runs, announce)
+        self.from_thread(self._show_runs, runs, announce)
 
     async def _show_runs(self, runs: list[dict[str, Any]], announce: bool) -> None:
         for r in runs:
@@ -208,20 +228,23 @@ class RunPane(Pane):
                 r["status"] = "interrupted"
         self.run_ids = [int(r["run_id"]) for r in runs]
         self.run_statuses = [str(r["status"]) for r in runs]
-        table = pa.table({
-            "run": pa.array(self.run_ids, pa.int64()),
-            "dataset": pa.array([r["dataset"] for r in runs], pa.string()),
-            "teacher": pa.array([r["teacher_name"] for r in runs], pa.string()),
-            "student": pa.array([r["student_name"] for r in runs], pa.string()),
-            "status": pa.array(self.run_statuses, pa.string()),
-            "decided": pa.array([int(r["decided"]) for r in runs], pa.int64()),
-        })
+        table = pa.table(
+            {
+                "run": pa.array(self.run_ids, pa.int64()),
+                "dataset": pa.array([r["dataset"] for r in runs], pa.string()),
+                "teacher": pa.array([r["teacher_name"] for r in runs], pa.string()),
+                "student": pa.array([r["student_name"] for r in runs], pa.string()),
+                "status": pa.array(self.run_statuses, pa.string()),
+                "decided": pa.array([int(r["decided"]) for r in runs], pa.int64()),
+            }
+        )
         view = self.query_one("#runs-table", ArrowTable)
         cursor = view.table.cursor_row if view.table is not None else len(runs) - 1
         if self.active_run in self.run_ids:
             cursor = self.run_ids.index(self.active_run)
-        await view.show(table, f"runs: {len(runs)} (u resumes the highlighted one)",
-                        cursor_row=max(cursor, 0))
+        await view.show(
+            table, f"runs: {len(runs)} (u resumes the highlighted one)", cursor_row=max(cursor, 0)
+        )
         if announce:
             for run_id, status in zip(self.run_ids, self.run_statuses, strict=True):
                 if status in RESUMABLE:
@@ -240,7 +263,7 @@ class RunPane(Pane):
     @work(thread=True, group="run-stored", exclusive=True, exit_on_error=False)
     def show_stored(self, run_id: int, status: str) -> None:
         st = run_status(self.srt.store, run_id)
-        self.app.call_from_thread(self._show_stored, st, status)
+        self.from_thread(self._show_stored, st, status)
 
     async def _show_stored(self, st: RunStatus, status: str) -> None:
         if self.running:
@@ -311,8 +334,9 @@ class RunPane(Pane):
                 self.notify("No run to cancel.", severity="warning")
                 return
             run_id = chosen[0]
-        question = (f"Cancel run {run_id}? What it stored is kept for browsing, but it will not "
-                    "be resumed.")
+        question = (
+            f"Cancel run {run_id}? What it stored is kept for browsing, but it will not be resumed."
+        )
         if not await self.app.push_screen_wait(Confirm(question, yes="Cancel run", no="Keep")):
             return
         if self.running:
@@ -335,8 +359,9 @@ class RunPane(Pane):
         self.pipeline_worker = self.execute(options, run_id, self.stop_event)
 
     @work(thread=True, group="run", exit_on_error=False)
-    def execute(self, options: RunOptions | None, run_id: int | None,
-                stop: threading.Event) -> None:
+    def execute(
+        self, options: RunOptions | None, run_id: int | None, stop: threading.Event
+    ) -> None:
         store = self.srt.store
         try:
             config = self.srt.models()
@@ -344,8 +369,9 @@ class RunPane(Pane):
                 assert options is not None
                 run_id = prepare_run(store, options, config)
             self.post_message(RunStarted(run_id))
-            summary = run_pipeline(store, run_id, config, progress=self._progress, stop=stop,
-                                   log=self.write_log)
+            summary = run_pipeline(
+                store, run_id, config, progress=self._progress, stop=stop, log=self.write_log
+            )
         except Exception as exc:
             self.post_message(RunEnded(run_id, None, exc))
             if not isinstance(exc, EXPECTED_ERRORS):
@@ -384,8 +410,12 @@ class RunPane(Pane):
     def on_run_ended(self, message: RunEnded) -> None:
         if message.summary is not None:
             self.write_log(summary_text(message.summary))
-            self.notify(summary_text(message.summary), title="run finished"
-                        if message.summary.status == "done" else f"run {message.summary.status}")
+            self.notify(
+                summary_text(message.summary),
+                title="run finished"
+                if message.summary.status == "done"
+                else f"run {message.summary.status}",
+            )
             self.query_one("#run-stats", Static).update(summary_text(message.summary))
         elif message.error is not None:
             where = f"run {message.run_id}" if message.run_id is not None else "the run"

@@ -1,4 +1,4 @@
-"""SQL: an editor, the store's tables and columns, results in a fast table, errors inline; read only.
+"""SQL: an editor, the tables and their columns, results in a fast table, errors inline; read-only.
 
 The app holds the store read-write (DuckDB allows one writer per file), so read-only is enforced
 twice: only reading statements are accepted, and they run on a separate cursor inside a
@@ -28,13 +28,25 @@ EXAMPLE = """SELECT branch, count(*) AS n,
        count(*) FILTER (WHERE emitted) AS emitted
 FROM decisions
 GROUP BY branch
-ORDER BY n DESC;
+ORDER BY n DESC, branch;
 """
 READING = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN, duckdb.StatementType.PRAGMA}
 # PRAGMAs that only report; the others change settings.
-READING_PRAGMAS = ("table_info", "show", "show_tables", "show_tables_expanded", "database_list",
-                   "database_size", "storage_info", "version", "platform", "metadata_info",
-                   "functions", "collations", "user_agent")
+READING_PRAGMAS = (
+    "table_info",
+    "show",
+    "show_tables",
+    "show_tables_expanded",
+    "database_list",
+    "database_size",
+    "storage_info",
+    "version",
+    "platform",
+    "metadata_info",
+    "functions",
+    "collations",
+    "user_agent",
+)
 # Functions that change state even inside a rolled-back transaction.
 SIDE_EFFECTS = re.compile(r"\b(nextval|setval)\s*\(", re.IGNORECASE)
 
@@ -60,7 +72,8 @@ def check_read_only(sql: str) -> list[duckdb.Statement]:
         if st.type not in READING:
             raise ReadOnlyError(
                 f"read only: {first or st.type.name} statements are not allowed here (SELECT, "
-                "WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN and reporting PRAGMAs are)")
+                "WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN and reporting PRAGMAs are)"
+            )
         if st.type == duckdb.StatementType.PRAGMA:
             name = re.sub(r"^pragma\s+", "", text, flags=re.IGNORECASE).split("(")[0].strip()
             if "=" in text or name.lower() not in READING_PRAGMAS:
@@ -120,8 +133,13 @@ class SqlPane(Pane):
             yield Tree("store", id="schema")
             with Vertical(id="sql-main"):
                 yield TextArea(EXAMPLE, id="editor", show_line_numbers=False, tab_behavior="indent")
-                yield Static("ctrl+r runs the query (read only) · enter on a table or column "
-                             "inserts its name", id="sql-status", classes="status", markup=False)
+                yield Static(
+                    "ctrl+r runs the query (read only) · enter on a table or column "
+                    "inserts its name",
+                    id="sql-status",
+                    classes="status",
+                    markup=False,
+                )
                 yield ArrowTable("results appear here", id="results")
 
     def on_mount(self) -> None:
@@ -137,7 +155,7 @@ class SqlPane(Pane):
     @work(thread=True, group="sql-schema", exclusive=True, exit_on_error=False)
     def load_schema(self) -> None:
         tables = schema(self.srt.store)
-        self.app.call_from_thread(self._show_schema, tables)
+        self.from_thread(self._show_schema, tables)
 
     def _show_schema(self, tables: dict[str, list[tuple[str, str]]]) -> None:
         tree: Tree[str] = self.query_one("#schema", Tree)
@@ -173,14 +191,18 @@ class SqlPane(Pane):
         try:
             result = run_read_only(self.srt.store, sql)
         except (ReadOnlyError, duckdb.Error) as exc:
-            self.app.call_from_thread(self.set_status, str(exc), "error")
+            self.from_thread(self.set_status, str(exc), "error")
             return
-        self.app.call_from_thread(self._show_result, result)
+        self.from_thread(self._show_result, result)
 
     async def _show_result(self, result: QueryResult) -> None:
         n = result.table.num_rows
-        caption = (f"{result.total:,} rows" if n >= result.total
-                   else f"showing {n:,} of {result.total:,} rows")
+        caption = (
+            f"{result.total:,} rows"
+            if n >= result.total
+            else f"showing {n:,} of {result.total:,} rows"
+        )
         self.set_status(caption, "ok")
-        await self.query_one("#results", ArrowTable).show(result.table,
-                                                          empty="the query returned no rows")
+        await self.query_one("#results", ArrowTable).show(
+            result.table, empty="the query returned no rows"
+        )

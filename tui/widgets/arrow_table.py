@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.widget import Widget
 from textual.widgets import Static
 from textual_fastdatatable import ArrowBackend
 
@@ -17,6 +18,7 @@ else:
     from textual_fastdatatable.data_table import DataTable
 
 __all__ = ["ArrowTable", "DataTable"]
+
 
 class ArrowTable(Vertical):
     """A caption line over a textual-fastdatatable DataTable that `show()` swaps for a new one."""
@@ -69,7 +71,6 @@ class ArrowTable(Vertical):
     ) -> None:
         """Replace the table with `data`; keep focus and put the cursor on `cursor_row`."""
         old = list(self.query(".empty, DataTable"))
-        had_focus = any(w.has_focus for w in old) or self._wants_focus
         label = self.query_one(".caption", Static)
         label.update(caption)
         label.display = bool(caption)
@@ -86,16 +87,20 @@ class ArrowTable(Vertical):
                 null_rep="·",
                 render_markup=False,
             )
-        # The new table goes in before the old one leaves, so the focus never falls outside.
+        # The new table goes in before the old one leaves, and takes the focus from it at once
+        # (no await in between), so the focus never falls to another widget.
         await self.mount(new)
         if isinstance(new, DataTable):
             if cursor_row:
                 new.move_cursor(row=min(cursor_row, data.num_rows - 1))
-            if had_focus:
+            # A focus asked for before the rows came counts only while this tab is still shown.
+            if any(w.has_focus for w in old) or (self._wants_focus and self._shown()):
                 new.focus()
-                self._wants_focus = False
-        for widget in old:
-            await widget.remove()
+            self._wants_focus = False
+        await self.remove_children(old)
+
+    def _shown(self) -> bool:
+        return all(node.display for node in self.ancestors_with_self if isinstance(node, Widget))
 
     def focus_table(self) -> bool:
         """Focus the table; False when there is none to focus."""

@@ -26,9 +26,11 @@ def diffed(segments: list[tuple[str, bool]], style: str) -> Content:
 def side(title: str, mine: VersionView, other: VersionView, style: str) -> Content:
     """A version's texts, with what differs from `other` in `style`, and its scores."""
     parts: list[Content | str | tuple[str, str]] = [(title, HEADING), "\n"]
-    for label, a, b in (("instruction", mine.instruction, other.instruction),
-                        ("input", mine.input, other.input),
-                        ("response", mine.output, other.output)):
+    for label, a, b in (
+        ("instruction", mine.instruction, other.instruction),
+        ("input", mine.input, other.input),
+        ("response", mine.output, other.output),
+    ):
         if label == "input" and not a and not b:
             continue
         left, _right = word_diff(a, b)
@@ -36,8 +38,7 @@ def side(title: str, mine: VersionView, other: VersionView, style: str) -> Conte
     status = "" if mine.score_status in (None, "ok") else f" ({mine.score_status})"
     if mine.score_status is None:
         status = " (not scored by this run's student)"
-    parts += ["\n", (f"IFD {number(mine.ifd)} · r-IFD {number(mine.rifd)}{status}",
-                     "$text-muted")]
+    parts += ["\n", (f"IFD {number(mine.ifd)} · r-IFD {number(mine.rifd)}{status}", "$text-muted")]
     return Content.assemble(*parts)
 
 
@@ -45,10 +46,15 @@ def headline(d: SampleDetail) -> Content:
     kept = "yes" if d.kept else "no"
     why = f"override {d.override}" if d.override else ("emitted" if d.emitted else "not emitted")
     return Content.assemble(
-        (f"sample {d.sample_id}", "bold"), f" · {d.location} · branch ", (d.branch, "bold"),
+        (f"sample {d.sample_id}", "bold"),
+        f" · {d.location} · branch ",
+        (d.branch, "bold"),
         f" · final {d.final_kind} · ΔIFD {number(d.ifd_margin)} · Δr-IFD {number(d.rifd_margin)}"
-        " · kept ", (kept, "bold $success" if d.kept else "bold $error"), f" ({why})\n",
-        ("reason: ", "$text-muted"), d.reason,
+        " · kept ",
+        (kept, "bold $success" if d.kept else "bold $error"),
+        f" ({why})\n",
+        ("reason: ", "$text-muted"),
+        d.reason,
     )
 
 
@@ -101,9 +107,12 @@ class SampleView(VerticalScroll):
         if refl is None:
             self.query_one(".left", Static).update(side("original", ori, ori, REMOVED))
             failed = ", ".join(f"{k}: {o}" for k, o in sorted(d.failures.items()))
-            self.query_one(".right", Static).update(Content.assemble(
-                ("reflected", HEADING), "\n\nno reflected version" +
-                (f" ({failed})" if failed else "")))
+            self.query_one(".right", Static).update(
+                Content.assemble(
+                    ("reflected", HEADING),
+                    "\n\nno reflected version" + (f" ({failed})" if failed else ""),
+                )
+            )
         else:
             others = [k for k in d.reflected_kinds() if k != kind]
             more = f" · v: {', '.join(others)}" if others else ""
