@@ -53,35 +53,44 @@ def _load(name: str, threads: int) -> Any:
     return Student.load(spec)
 
 
-def _jobs(student: Any, pairs: list[Any]) -> tuple[list[Any], list[Any]]:
-    """The unique token sequences the student decodes for these pairs, and each pair's plan."""
-    index: dict[Any, int] = {}
-    jobs: list[Any] = []
-    plans = [student._plan(pair, index, jobs) for pair in pairs]
-    return jobs, plans
+def bench_llama(name: str, data: str, n: int, threads: int, block: int) -> dict[str, Any]:
+    """Scorer and limit for one student, in this (fresh) process.
 
-
-def bench_llama(name: str, data: str, n: int, threads: int) -> dict[str, Any]:
-    """Scorer and limit for one student, in this (fresh) process."""
+    The samples go in blocks; each block is scored and its limit run back to back, in alternating
+    order, so that both see the same machine (other processes come and go on a shared one).
+    """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     pairs = _pairs(Path(data), n)
     student = _load(name, threads)
     engine = student.engine
     student.score_pairs(pairs[:2])  # warm-up: first decodes allocate buffers
-    jobs, plans = _jobs(student, pairs)
+    jobs, plans = student.plan(pairs)
 
-    engine.stats.__init__()
-    start = time.perf_counter()
-    scores = student.score_pairs(pairs)
-    scorer_s = time.perf_counter() - start
-    stats = engine.stats
-    tokens, outputs, filler, decodes = stats.tokens, stats.outputs, stats.filler, stats.decodes
-
-    engine.stats.__init__()
-    start = time.perf_counter()
-    engine.score(jobs, read_logits=False)
-    limit_s = time.perf_counter() - start
-    assert engine.stats.tokens == tokens, "the limit must decode the same tokens"
+    scores = []
+    scorer_s = limit_s = 0.0
+    tokens = outputs = filler = decodes = 0
+    decode_s = 0.0
+    for k in range(0, len(pairs), block):
+        part = pairs[k : k + block]
+        part_jobs, _ = student.plan(part)
+        for step in ("scorer", "limit") if (k // block) % 2 == 0 else ("limit", "scorer"):
+            engine.stats.__init__()
+            start = time.perf_counter()
+            if step == "scorer":
+                scores += student.score_pairs(part)
+                scorer_s += time.perf_counter() - start
+                stats = engine.stats
+                tokens += stats.tokens
+                outputs += stats.outputs
+                filler += stats.filler
+                decodes += stats.decodes
+                decode_s += stats.decode_s
+                scored = stats.tokens
+            else:
+                engine.score(part_jobs, read_logits=False)
+                limit_s += time.perf_counter() - start
+                limited = engine.stats.tokens
+        assert scored == limited, "the limit must decode the same tokens"
 
     ok = [s for s in scores if s.status == "ok"]
     result = {
@@ -94,12 +103,13 @@ def bench_llama(name: str, data: str, n: int, threads: int) -> dict[str, Any]:
         "decodes": decodes,
         "scorer_s": scorer_s,
         "limit_s": limit_s,
+        "decode_s": decode_s,
         "threads": engine.n_threads,
         "peak_rss_mb": _peak_rss_mb(),
         "ifd": [s.ifd_ppl for s in scores],
         "rifd": [s.rifd_ppl for s in scores],
         "jobs": [[list(j.tokens), j.start] for j in jobs],
-        "plans": [list(p.jobs) if p.failure is None else None for p in plans],
+        "plans": [list(p) if p is not None else None for p in plans],
         "gguf": str(student.gguf_path),
     }
     student.close()
@@ -124,7 +134,7 @@ def bench_hf(gguf_path: str, jobs: list[list[Any]], threads: int) -> dict[str, A
     torch.set_num_threads(threads)
     path = Path(gguf_path)
     model = AutoModelForCausalLM.from_pretrained(
-        str(path.parent), gguf_file=path.name, torch_dtype=torch.float32
+        str(path.parent), gguf_file=path.name, dtype=torch.float32
     )
     model.eval()
     sums: list[float] = []
@@ -165,48 +175,81 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="an Alpaca JSON array")
     parser.add_argument("--students", default=",".join(STUDENTS), help="comma-separated names")
     parser.add_argument("--threads", type=int, default=0, help="0: physical cores")
+    parser.add_argument(
+        "--block", type=int, default=4, help="samples per scorer/limit block (they alternate)"
+    )
     parser.add_argument("--no-hf", action="store_true", help="skip the HF transformers scorer")
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"{args.data}: no such file (give --data)")
 
     use_hf = not args.no_hf and hf_available()
+    load_before = os.getloadavg()
     context = get_context("spawn")
     rows = []
     for name in args.students.split(","):
         with ProcessPoolExecutor(1, mp_context=context) as pool:
-            result = pool.submit(bench_llama, name, str(args.data), args.n, args.threads).result()
+            job = pool.submit(bench_llama, name, str(args.data), args.n, args.threads, args.block)
+            result = job.result()
         hf = None
         if use_hf:
             with ProcessPoolExecutor(1, mp_context=context) as pool:
-                hf = pool.submit(bench_hf, result["gguf"], result["jobs"], result["threads"])
-                hf = hf.result()
+                hf_job = pool.submit(bench_hf, result["gguf"], result["jobs"], result["threads"])
+                hf = hf_job.result()
         rows.append((result, hf))
 
-    print(f"{'student':14} {'samples':>7} {'tokens':>7} {'scorer tok/s':>12} {'limit tok/s':>11} "
-          f"{'ratio':>6} {'peak RSS':>9}")  # fmt: skip
-    for r, _hf in rows:
-        scorer, limit = r["tokens"] / r["scorer_s"], r["tokens"] / r["limit_s"]
-        print(f"{r['student']:14} {r['samples']:>7} {r['tokens']:>7} {scorer:>12.0f} {limit:>11.0f} "
-              f"{scorer / limit:>6.3f} {r['peak_rss_mb']:>6.0f} MB")  # fmt: skip
-    for r, _hf in rows:
-        print(f"  {r['student']}: {r['ok']}/{r['samples']} ok, {r['target_tokens']} target tokens, "
-              f"{r['filler_tokens']} filler tokens, {r['decodes']} decodes, {r['threads']} threads, "
-              f"scorer {r['scorer_s']:.1f} s, limit {r['limit_s']:.1f} s")  # fmt: skip
+    load = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(load_before, os.getloadavg(), strict=True))
+    print(f"{os.cpu_count()} CPUs; load average (1, 5, 15 min) before/after: {load}")
+    _table(
+        ["student", "samples", "tokens", "scorer tok/s", "limit tok/s", "ratio", "peak RSS MB"],
+        [
+            [
+                r["student"],
+                r["samples"],
+                r["tokens"],
+                f"{r['tokens'] / r['scorer_s']:.0f}",
+                f"{r['tokens'] / r['limit_s']:.0f}",
+                f"{r['limit_s'] / r['scorer_s']:.3f}",
+                f"{r['peak_rss_mb']:.0f}",
+            ]
+            for r, _ in rows
+        ],
+    )
+    for r, _ in rows:
+        print(
+            f"  {r['student']}: {r['ok']}/{r['samples']} ok, {r['target_tokens']} target tokens, "
+            f"{r['filler_tokens']} filler tokens, {r['decodes']} decodes, {r['threads']} threads, "
+            f"scorer {r['scorer_s']:.1f} s (of which llama_decode {r['decode_s']:.1f} s), "
+            f"limit {r['limit_s']:.1f} s"
+        )
     if not use_hf:
         why = "--no-hf" if args.no_hf else "torch, transformers or gguf is not importable"
         print(f"HF transformers scorer skipped ({why}).")
         return
-    print(f"\n{'student':14} {'HF fp32 tok/s':>13} {'ours/HF':>8} {'HF peak RSS':>12} "
-          f"{'mean |dIFD|/IFD':>16}")  # fmt: skip
+    table = []
     for r, hf in rows:
         assert hf is not None
         ours = r["tokens"] / r["scorer_s"]
         theirs = hf["hf_tokens"] / hf["hf_s"]
-        pairs = [(a, b) for a, b in zip(r["ifd"], _hf_ifd(r, hf["sums"]), strict=True) if a and b]
-        rel = sum(abs(a - b) / b for a, b in pairs) / max(len(pairs), 1)
-        print(f"{r['student']:14} {theirs:>13.0f} {ours / theirs:>8.2f} "
-              f"{hf['peak_rss_mb']:>9.0f} MB {rel:>16.4f}")  # fmt: skip
+        both = [(a, b) for a, b in zip(r["ifd"], _hf_ifd(r, hf["sums"]), strict=True) if a and b]
+        rel = sum(abs(a - b) / b for a, b in both) / max(len(both), 1)
+        table.append(
+            [
+                r["student"],
+                f"{theirs:.0f}",
+                f"{ours / theirs:.2f}",
+                f"{hf['peak_rss_mb']:.0f}",
+                f"{rel:.4f}",
+            ]
+        )
+    print()
+    _table(["student", "HF fp32 tok/s", "ours/HF", "HF peak RSS MB", "mean |dIFD|/IFD"], table)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> None:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
+    for row in [header, *rows]:
+        print("  ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True)))
 
 
 if __name__ == "__main__":

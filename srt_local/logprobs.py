@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import math
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,7 @@ KV_ALIGN = 16
 _EXP_SAFE = 60.0
 # Logit values handed to one log-softmax task: enough to amortise the task, few enough for cache.
 _TASK_VALUES = 1 << 20
+_LOOKAHEAD = 64
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class DecodeStats:
     outputs: int = 0  # logits rows read
     filler: int = 0  # tokens decoded only to align or pad
     failures: int = 0
+    decode_s: float = 0.0  # wall time inside llama_decode
 
 
 def physical_cores() -> int:
@@ -196,6 +199,9 @@ class LlamaEngine:
     """One llama.cpp model and context, scoring Jobs. Not thread-safe: one caller at a time."""
 
     def __init__(self, gguf_path: Path, settings: EngineSettings) -> None:
+        # OpenMP threads that spin after a decode would steal the cores the log-softmax runs
+        # on; this only takes effect if llama.cpp is not loaded yet (the CLI sets it first).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import llama_cpp as llama
 
         _silence_llama_log()
@@ -204,6 +210,7 @@ class LlamaEngine:
         self.path = gguf_path
         self.settings = settings
         self.stats = DecodeStats()
+        self.last_error: str | None = None
         self.n_threads = settings.n_threads or physical_cores()
         self._pool: ThreadPoolExecutor | None = None
         self._ctx: Any = None
@@ -240,7 +247,7 @@ class LlamaEngine:
             cparams.n_ctx = _round_up(max(settings.n_ctx, capacity), 256)
             cparams.n_batch = cparams.n_ubatch = capacity
             cparams.n_seq_max = settings.n_seq_max + 1
-            cparams.n_outputs_max = self.max_outputs
+            cparams.n_outputs_max = self.max_outputs + settings.min_rows
             cparams.n_outputs_max_per_seq = 0
             cparams.n_threads = cparams.n_threads_batch = self.n_threads
             cparams.kv_unified = True
@@ -336,30 +343,41 @@ class LlamaEngine:
         return job.n_decoded <= self.n_batch and job.n_target <= self.max_outputs
 
     def _plan(self, jobs: Sequence[Job]) -> Iterator[list[int]]:
-        """Packs of whole jobs (first fit, biggest first) and then each oversized job alone."""
-        small = [i for i, job in enumerate(jobs) if self.fits(job)]
-        small.sort(key=lambda i: (-jobs[i].n_target, -jobs[i].n_decoded))
-        while small:
+        """Packs of whole jobs, and each oversized job alone, roughly in input order.
+
+        A pack is filled first-fit from the next `_LOOKAHEAD` jobs, so that pairs finish about
+        in order (progress moves steadily) while gaps still get filled.
+        """
+        taken = [False] * len(jobs)
+        head = 0
+        while head < len(jobs):
+            if taken[head]:
+                head += 1
+                continue
+            if not self.fits(jobs[head]):
+                taken[head] = True
+                yield [head]
+                continue
             pack: list[int] = []
-            cells = outputs = 0
-            rest: list[int] = []
-            for i in small:
-                size = _round_up(jobs[i].n_decoded, KV_ALIGN)
-                if (
-                    len(pack) < self.settings.n_seq_max
-                    and cells + size <= self.n_batch + KV_ALIGN
-                    and outputs + jobs[i].n_target <= self.max_outputs
-                ):
-                    pack.append(i)
-                    cells += size
-                    outputs += jobs[i].n_target
-                else:
-                    rest.append(i)
+            cells = outputs = seen = 0
+            i = head
+            while i < len(jobs) and seen < _LOOKAHEAD:
+                if not taken[i]:
+                    seen += 1
+                    job = jobs[i]
+                    size = _round_up(job.n_decoded, KV_ALIGN)
+                    if (
+                        self.fits(job)
+                        and len(pack) < self.settings.n_seq_max
+                        and cells + size <= self.n_batch + KV_ALIGN
+                        and outputs + job.n_target <= self.max_outputs
+                    ):
+                        pack.append(i)
+                        taken[i] = True
+                        cells += size
+                        outputs += job.n_target
+                i += 1
             yield pack
-            small = rest
-        for i, job in enumerate(jobs):
-            if not self.fits(job):
-                yield [i]
 
     def _decode(
         self,
@@ -393,10 +411,11 @@ class LlamaEngine:
         lo = 0
         while lo < n:
             hi = min(n, lo + self.n_batch, max(lo, first_output) + self.max_outputs)
-            if 0 < n - hi < self.settings.min_rows:
-                # Leave the last piece min_rows tokens, so that it needs no filler after it
-                # (filler cells between two pieces would shift the next piece's KV cells).
-                hi = max(lo + 1, n - self.settings.min_rows)
+            if n - hi < self.settings.min_rows:
+                # A short rest rides along (the context has room for it): a piece of its own
+                # would need filler, and filler cells between two pieces would shift the KV
+                # cells of the next.
+                hi = n
             yield [(i, lo, hi)]
             lo = hi
 
@@ -429,13 +448,18 @@ class LlamaEngine:
             spare = np.flatnonzero(batch.logits[: batch.n] == 0)[: self.settings.min_rows - n_out]
             batch.logits[spare] = 1
         batch.struct.n_tokens = batch.n
+        started = time.perf_counter()
         rc = llama.llama_decode(self._ctx, batch.struct)
+        self.stats.decode_s += time.perf_counter() - started
         self.stats.decodes += 1
         self.stats.tokens += batch.n - filler
         self.stats.filler += filler
         self.stats.outputs += n_out
         if rc != 0:
             self.stats.failures += 1
+            said = "; ".join(recent_errors) or "no message"
+            self.last_error = f"llama_decode returned {rc} ({said})"
+            recent_errors.clear()
             return False
         if filler:
             llama.llama_memory_seq_rm(self._mem, self.filler_seq, -1, -1)
@@ -499,14 +523,30 @@ def _log_softmax_rows(
     lo: int,
     hi: int,
 ) -> None:
-    """out[k] = log softmax(logits[index[k]])[targets[k]] for k in lo..hi, in place in the rows."""
-    for k in range(lo, min(hi, len(index))):
+    """out[k] = log softmax(logits[index[k]])[targets[k]] for k in lo..hi, in place in the rows.
+
+    llama.cpp overwrites the buffer on the next decode, so the rows serve as scratch.
+    """
+    hi = min(hi, len(index))
+    first = int(index[lo])
+    if np.array_equal(index[lo:hi], np.arange(first, first + hi - lo)):
+        # The usual case: the rows lie one after another, and a block takes fewer numpy calls.
+        block = logits[first : first + hi - lo]
+        picked = block[np.arange(hi - lo), targets[lo:hi]].astype(np.float64)
+        top = block.max(axis=1)
+        shift = np.where(np.abs(top) > _EXP_SAFE, top, np.float32(0))
+        if shift.any():
+            np.subtract(block, shift[:, None], out=block)
+        np.exp(block, out=block)
+        sums = block.sum(axis=1, dtype=np.float32).astype(np.float64)
+        out[lo:hi] = picked - shift - np.log(sums)
+        return
+    for k in range(lo, hi):
         row = logits[index[k]]
-        picked = float(row[targets[k]])
+        value = float(row[targets[k]])
         top = float(row.max())
-        shift = top if abs(top) > _EXP_SAFE else 0.0
-        if shift:
-            np.subtract(row, np.float32(shift), out=row)
-        # llama.cpp overwrites the buffer on the next decode, so the row is used as scratch.
+        row_shift = top if abs(top) > _EXP_SAFE else 0.0
+        if row_shift:
+            np.subtract(row, np.float32(row_shift), out=row)
         np.exp(row, out=row)
-        out[k] = picked - shift - math.log(float(row.sum(dtype=np.float32)))
+        out[k] = value - row_shift - math.log(float(row.sum(dtype=np.float32)))

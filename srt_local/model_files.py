@@ -54,7 +54,9 @@ def _assemble(package: str) -> Path:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ModelFileError(f"package {package!r} ships no .gguf and cannot be imported: {exc}")
+        raise ModelFileError(
+            f"package {package!r} ships no .gguf and cannot be imported: {exc}"
+        ) from None
     assemble = getattr(module, "assemble", None)
     name = getattr(module, "MODEL_NAME", None)
     if assemble is None or name is None:

@@ -541,7 +541,8 @@ class _Run:
             if stopper is None:
                 await everything
             else:
-                await asyncio.wait([everything, stopper], return_when=asyncio.FIRST_COMPLETED)
+                racers: list[asyncio.Future[Any]] = [everything, stopper]
+                await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
                 if stop is not None and stop.is_set():
                     everything.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

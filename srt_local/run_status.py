@@ -55,7 +55,7 @@ def run_status(store: Store, run_id: int) -> RunStatus:
         "WITH s AS (SELECT sample_id FROM samples WHERE dataset_id = ? ORDER BY position "
         + ("LIMIT ?" if limit is not None else "") + ") "
     )
-    params: list[Any] = [run["dataset_id"]] + ([limit] if limit is not None else [])
+    params: list[Any] = [run["dataset_id"], *([limit] if limit is not None else [])]
 
     def count(sql: str, extra: list[Any]) -> int:
         return int(store.query(sample_cte + sql, params + extra)[0][0])
@@ -74,7 +74,7 @@ def run_status(store: Store, run_id: int) -> RunStatus:
     failures: dict[str, int] = {}
     for kind, outcome, k in store.query(
         sample_cte + "SELECT kind, outcome, count(*) FROM reflection_failures WHERE teacher_key = ? "
-        "AND sample_id IN (SELECT sample_id FROM s) GROUP BY ALL ORDER BY ALL", params + [key]
+        "AND sample_id IN (SELECT sample_id FROM s) GROUP BY ALL ORDER BY ALL", [*params, key]
     ):
         failures[f"reflection {kind}: {outcome}"] = int(k)
     for status, k in store.query(
@@ -83,13 +83,13 @@ def run_status(store: Store, run_id: int) -> RunStatus:
         "AND sc.template = ? AND sc.max_tokens = ? "
         "WHERE v.teacher_key IN (?, '') AND v.sample_id IN (SELECT sample_id FROM s) "
         "AND sc.status <> 'ok' GROUP BY ALL ORDER BY ALL",
-        params + [run["student_sha256"], run["template"], run["max_tokens"], key],
+        [*params, run["student_sha256"], run["template"], run["max_tokens"], key],
     ):
         failures[f"score: {status}"] = int(k)
     for kind, k in store.query(
         sample_cte + "SELECT error_kind, count(*) FROM teacher_calls WHERE teacher_key = ? "
         "AND error_kind IS NOT NULL AND sample_id IN (SELECT sample_id FROM s) GROUP BY ALL",
-        params + [key],
+        [*params, key],
     ):
         failures[f"teacher call: {kind}"] = int(k)
     calls = count("SELECT count(*) FROM teacher_calls WHERE teacher_key = ? "

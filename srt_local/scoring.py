@@ -8,6 +8,7 @@ scored. A decode error is not stored: it may not happen again.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import astuple, fields
 from typing import Any
@@ -81,29 +82,41 @@ def score_cached(
         first.setdefault(h, pair)
     known = lookup_scores(store, student, list(first)) if store is not None else {}
     misses = [h for h in first if h not in known]
-    done = [sum(weight[h] for h in known), 0]
-    if progress is not None and done[0]:
-        progress(done[0], 0)
+    tally = _Tally(progress, sum(weight[h] for h in known))
     for k in range(0, len(misses), CHUNK):
         chunk = misses[k : k + CHUNK]
-        base = done[:]
-        counted = [0]
-
-        def step(_samples: int, tokens: int, chunk: list[str] = chunk, base: list[int] = base,
-                 counted: list[int] = counted) -> None:  # fmt: skip
-            # The student reports samples of this chunk in completion order; weights are by
-            # position, so count hashes as the reported total grows.
-            while counted[0] < _samples:
-                done[0] += weight[chunk[counted[0]]]
-                counted[0] += 1
-            done[1] = base[1] + tokens
-            if progress is not None:
-                progress(done[0], done[1])
-
-        scores = student.score_pairs([first[h] for h in chunk], step)
+        tally.start_chunk([weight[h] for h in chunk])
+        scores = student.score_pairs([first[h] for h in chunk], tally)
         scored = list(zip(chunk, scores, strict=True))
         if store is not None:
             store_scores(store, student, scored)
         known.update(scored)
-        done[0] = base[0] + sum(weight[h] for h in chunk)
     return [known[h] for h in hashes]
+
+
+class _Tally:
+    """Progress over the whole input from the progress of one scoring call after another.
+
+    A pair that occurs n times in the input counts n samples (the student reports how many of
+    its chunk are done, not which: the first ones in the chunk stand for them).
+    """
+
+    def __init__(self, progress: Callable[[int, int], None] | None, samples: int) -> None:
+        self.progress = progress
+        self.samples = samples
+        self.tokens = 0
+        self.prefix = [0]
+        self.reported = (0, 0)
+        if progress is not None and samples:
+            progress(samples, 0)
+
+    def start_chunk(self, weights: list[int]) -> None:
+        self.samples += self.prefix[self.reported[0]]
+        self.tokens += self.reported[1]
+        self.prefix = list(itertools.accumulate(weights, initial=0))
+        self.reported = (0, 0)
+
+    def __call__(self, samples: int, tokens: int) -> None:
+        self.reported = (samples, tokens)
+        if self.progress is not None:
+            self.progress(self.samples + self.prefix[samples], self.tokens + tokens)

@@ -62,8 +62,9 @@ class PairScore:
     def failed(
         cls, status: str, detail: str, n_y_tokens: int = 0, n_x_tokens: int = 0
     ) -> PairScore:
-        return cls(status, detail, None, None, None, None, n_y_tokens, n_x_tokens,
-                   None, None, None, None)  # fmt: skip
+        return cls(
+            status, detail, None, None, None, None, n_y_tokens, n_x_tokens, None, None, None, None
+        )
 
     @classmethod
     def from_losses(
@@ -84,8 +85,9 @@ class PairScore:
             )
         if loss_y <= 0.0 or loss_x <= 0.0:
             detail = "an unconditioned loss is 0: the loss ratios are undefined"
-            return cls(STATUS_ZERO_LOSS, detail, *losses, n_y_tokens, n_x_tokens,
-                       None, None, None, None)  # fmt: skip
+            return cls(
+                STATUS_ZERO_LOSS, detail, *losses, n_y_tokens, n_x_tokens, None, None, None, None
+            )
         return cls(
             STATUS_OK,
             detail,
@@ -258,6 +260,14 @@ class Student:
         notes += [cut_note] if cut_note else []
         return _PairPlan(None, ids, len(y), len(x), "; ".join(notes) or None)
 
+    def plan(self, pairs: Sequence[Pair]) -> tuple[list[Job], list[tuple[int, ...] | None]]:
+        """The distinct token sequences these pairs need, and each pair's four of them
+        (indices: y|x, y, x|y, x), or None for a pair that fails before decoding."""
+        index: dict[Job, int] = {}
+        jobs: list[Job] = []
+        plans = [self._plan(pair, index, jobs) for pair in pairs]
+        return jobs, [plan.jobs if plan.failure is None else None for plan in plans]
+
     # ------------------------------------------------------------------ scoring
 
     def score_pairs(
@@ -304,7 +314,7 @@ class Student:
         if any(v is None for v in values):
             return PairScore.failed(
                 STATUS_DECODE_ERROR,
-                "llama_decode failed on this pair's texts, also when decoded alone",
+                f"llama.cpp failed on this pair's texts, also alone: {self.engine.last_error}",
                 plan.n_y,
                 plan.n_x,
             )

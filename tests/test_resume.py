@@ -102,7 +102,7 @@ def test_sigkill_at_any_point_then_rerun_equals_uninterrupted(tmp_path: Path,
         assert kills >= 3, "the kills must land while the run is working"
 
         final = _srt_run(db, server)
-        out, err = final.communicate(timeout=300)
+        _out, err = final.communicate(timeout=300)
         assert final.returncode == 0, err.decode()
 
     with Store.open(db, read_only=True) as store:

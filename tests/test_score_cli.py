@@ -50,8 +50,16 @@ def test_score_writes_one_valid_line_per_sample_and_reuses_the_cache(tmp_path: P
     for row in lines:
         assert row["status"] == "ok"
         assert row["n_y_tokens"] > 0 and row["n_x_tokens"] > 0
-        for key in ("ifd_ppl", "rifd_ppl", "ifd_loss", "rifd_loss", "loss_y_given_x", "loss_y",
-                    "loss_x_given_y", "loss_x"):  # fmt: skip
+        for key in (
+            "ifd_ppl",
+            "rifd_ppl",
+            "ifd_loss",
+            "rifd_loss",
+            "loss_y_given_x",
+            "loss_y",
+            "loss_x_given_y",
+            "loss_x",
+        ):
             assert isinstance(row[key], float) and math.isfinite(row[key]) and row[key] > 0
         assert row["ifd_ppl"] == pytest.approx(math.exp(row["loss_y_given_x"] - row["loss_y"]))
     assert "3/3" in first.stderr
@@ -67,8 +75,19 @@ def test_score_writes_one_valid_line_per_sample_and_reuses_the_cache(tmp_path: P
 def test_limit_and_a_json_array(tmp_path: Path) -> None:
     data = tmp_path / "pairs.json"
     data.write_text(json.dumps(PAIRS), "utf-8")
-    result = srt("score", str(data), "--student", "smollm2-135m", "--limit", "1", "--no-cache",
-                 "--template", "none", "--max-tokens", "64")  # fmt: skip
+    result = srt(
+        "score",
+        str(data),
+        "--student",
+        "smollm2-135m",
+        "--limit",
+        "1",
+        "--no-cache",
+        "--template",
+        "none",
+        "--max-tokens",
+        "64",
+    )
     assert result.returncode == 0, result.stderr
     (line,) = result.stdout.splitlines()
     assert json.loads(line)["index"] == 0

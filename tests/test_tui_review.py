@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,3 +135,12 @@ def test_distributions_follow_the_decisions_and_overrides(store_run: tuple[Store
     assert sorted(d.ifd_kept) == pytest.approx(sorted([0.81, 0.74, 0.45]))
     set_override(store, run_id, 5, "accept")
     assert score_distributions(store, run_id).kept == 4
+
+
+def test_the_engine_side_and_the_cli_load_no_textual() -> None:
+    code = (
+        "import sys, srt_local.review, srt_local.cli\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'tui')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -68,7 +68,9 @@ async def until(
 ) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what if isinstance(what, str) else what()}"
+        assert time.monotonic() < deadline, (
+            f"timed out waiting for {what if isinstance(what, str) else what()}"
+        )
         await pilot.pause(0.1)
 
 
@@ -129,8 +131,12 @@ async def test_keys_are_answered_during_a_slow_run_and_quit_pauses_it_for_resumi
             # escape leaves a text field (the SQL editor) for the tab's list or table
             times.append(await press_live(app, "escape", lambda: not in_text_field(app)))
             times.append(await press_live(app, key, lambda tab=tab: tabs.active == tab))
-            await until(pilot, lambda: focus_in(app, tabs.active_pane), 10,
-                        lambda tab=tab: f"the focus in {tab} (on {app.focused})")
+            await until(
+                pilot,
+                lambda: focus_in(app, tabs.active_pane),
+                10,
+                lambda tab=tab: f"the focus in {tab} (on {app.focused})",
+            )
         assert pane.running, "the run outlasted the key presses"
         assert max(times) < KEY_BOUND_S, f"keys took {sorted(times)} s while the run went on"
         await press_live(app, "ctrl+q", lambda: app.return_code is not None)

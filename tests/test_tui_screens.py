@@ -40,17 +40,17 @@ def empty_store(tmp_path: Path) -> Iterator[Store]:
 
 
 async def settle(pilot: Pilot[Any], timeout: float = 30.0) -> None:
-    """Wait until no worker is pending or running, twice in a row (workers start workers); fail
-    the test if any worker raised."""
+    """Until every queued event is handled and no worker is pending or running, twice in a row
+    (handlers start workers, workers post events); fail the test if any worker raised."""
     app = pilot.app
     assert isinstance(app, SrtApp)
     quiet = 0
     deadline = time.monotonic() + timeout
     while quiet < 2:
+        await pilot.pause()
         busy = [w for w in app.workers if w.state in (WorkerState.PENDING, WorkerState.RUNNING)]
         quiet = 0 if busy else quiet + 1
         assert time.monotonic() < deadline, f"workers still busy: {busy}"
-        await pilot.pause(0.02)
     assert not app.worker_errors, app.worker_errors
 
 
@@ -69,7 +69,7 @@ async def type_into(pilot: Pilot[Any], selector: str, value: str) -> None:
     """Click a field and fill it (pasted: typing a long temporary path key by key is slow)."""
     await pilot.click(selector)
     field = pilot.app.query_one(selector, Input)
-    assert field.has_focus
+    assert field.has_focus, pilot.app.focused
     field.value = value
 
 
@@ -184,7 +184,10 @@ async def test_browse_override_is_stored_and_export_follows_it(
         # sample 3 (branch Q, not emitted): accept it; sample 1 (emitted): reject it
         await pilot.press("down", "down")
         await settle(pilot)
-        assert "sample 3" in str(app.query_one(SampleView).query_one(".head", Static).render())
+        head = str(app.query_one(SampleView).query_one(".head", Static).render())
+        assert "sample 3" in head, (
+            app.focused, [getattr(a, "id", None) for a in app.focused.ancestors][:3],  # type: ignore[union-attr]
+            app.query_one("#decisions", ArrowTable).table.cursor_row, head)  # type: ignore[union-attr]
         await pilot.press("a")
         await settle(pilot)
         await pilot.press("up", "up", "x")
@@ -226,7 +229,11 @@ async def test_browse_filters_search_and_versions(store_run: tuple[Store, int]) 
         await settle(pilot)
         await pilot.press("slash", *"planet", "enter")
         await settle(pilot)
-        assert [r[0] for r in rows(app, "#decisions")] == [1]
+        assert [r[0] for r in rows(app, "#decisions")] == [1], (
+            app.query_one("#search", Input).value,
+            app.focused,
+            text(app, "#decisions .caption"),
+        )
         view = app.query_one(SampleView)
         right = str(view.query_one(".right", Static).render())
         assert right.startswith("reflected QA (final)")
@@ -378,3 +385,18 @@ async def test_digits_switch_tabs_and_ctrl_t_switches_theme(store_run: tuple[Sto
         assert app.theme == "textual-dark"
         await pilot.press("ctrl+t")
         assert app.theme == "textual-light"
+
+
+def test_light_terminals_are_recognised(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tui.app import terminal_is_light
+
+    for value, light in (
+        ("0;15", True),
+        ("15;0", False),
+        ("7", True),
+        ("12;8", False),
+        ("", False),
+        ("default;default", False),
+    ):
+        monkeypatch.setenv("COLORFGBG", value)
+        assert terminal_is_light() is light

@@ -13,7 +13,7 @@ from typing import ClassVar
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
-from textual.widgets import Footer, TabbedContent
+from textual.widgets import Footer, TabbedContent, Tabs
 from textual.worker import Worker, WorkerState
 
 from srt_local.config import ModelsConfig, load_models
@@ -83,7 +83,7 @@ class SrtApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.call_after_refresh(self.query_one(DatasetsPane).focus_main)
+        self.call_after_refresh(self._focus_pane, self.query_one(DatasetsPane))
 
     def models(self) -> ModelsConfig:
         """models.toml as it is now (re-read each time, so edits apply without a restart)."""
@@ -93,13 +93,19 @@ class SrtApp(App[None]):
         pane = event.pane
         if isinstance(pane, Pane):
             pane.activated()
+            self.call_after_refresh(self._focus_pane, pane)
+
+    def _focus_pane(self, pane: Pane) -> None:
+        # Deferred: by now the user may have moved on to another tab.
+        if self.query_one("#tabs", TabbedContent).active == pane.id:
+            pane.focus_main()
 
     def action_show_tab(self, tab: str) -> None:
         tabs = self.query_one("#tabs", TabbedContent)
+        # Park the focus on the tab bar first: a focused widget in the pane being hidden would
+        # hand the focus to one of its hidden neighbours.
+        self.screen.set_focus(tabs.query_one(Tabs))
         tabs.active = tab
-        pane = tabs.get_pane(tab)
-        if isinstance(pane, Pane):
-            self.call_after_refresh(pane.focus_main)
 
     def action_toggle_theme(self) -> None:
         self.theme = THEMES["light"] if self.current_theme.dark else THEMES["dark"]

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from srt_local.commands.common import UserError, db_option, err_console
@@ -38,7 +45,7 @@ def execute(store: Store, options: RunOptions, quiet: bool = False) -> RunSummar
         console=err_console,
         disable=quiet,
     )
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
     extra = progress.add_task("throughput", total=None, failed="")
 
     def show(p: RunProgress) -> None:

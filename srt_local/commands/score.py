@@ -134,8 +134,9 @@ def _read_pairs(path: Path, limit: int | None) -> list[Pair]:
         raise UserError(str(exc)) from None
     if result.errors:
         for error in result.errors:
-            err_console.print(f"[red]bad record:[/] {escape(str(error))}", highlight=False,
-                              soft_wrap=True)  # fmt: skip
+            err_console.print(
+                f"[red]bad record:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+            )
         raise UserError(f"{path}: {len(result.errors)} bad records; nothing was scored")
     records = result.records[:limit] if limit else result.records
     if not records:

@@ -28,8 +28,11 @@ def tui(db_path: Path | None, models_file: Path | None, theme: str) -> None:
     """Open the terminal UI: import, run, browse every decision, chart, query and export.
 
     The UI holds the store for writing while it is open (DuckDB allows one writer per file), so
-    `srt run` or `srt import` on the same store wait until it is closed; a run started in the UI
-    is paused when you quit and resumed from the Run tab.
+    `srt run`, `srt import` or `srt sql` on the same store are refused until you quit. A run
+    started in the UI is paused when you quit, and resumed from the Run tab (key u).
+
+    Keys: 1-7 switch tabs, escape leaves a text field, ctrl+t light/dark, ctrl+q quits; each
+    tab's own keys are in the footer.
     """
     from tui.app import SrtApp
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, ParamSpec, cast
 
-from textual.widgets import Input, TabPane, TextArea
+from textual.widgets import Input, TabbedContent, TabPane, TextArea
 
 if TYPE_CHECKING:
     from tui.app import SrtApp
@@ -19,6 +19,14 @@ class Pane(TabPane):
     @property
     def srt(self) -> SrtApp:
         return cast("SrtApp", self.app)
+
+    def on_tab_pane_focused(self, event: TabPane.Focused) -> None:
+        """A focus that lands in this tab while another is shown (a late table refresh) must
+        not switch tabs under the user's feet, as TabbedContent would."""
+        tabs = next((a for a in self.ancestors if isinstance(a, TabbedContent)), None)
+        print("PANE HANDLER", self.id, tabs.active if tabs else None)
+        if tabs is not None and tabs.active != self.id:
+            event.stop()
 
     def activated(self) -> None:
         """Refresh what the tab shows; called when it becomes the active tab."""
@@ -34,8 +42,10 @@ class Pane(TabPane):
         """Move the focus out of a text field to the tab's first other widget (a table, a
         list...), where the tab's keys and the digit keys work again."""
         focused = self.app.focused
-        if focused is not None and not isinstance(focused, Input | TextArea) and (
-            focused in self.query("*")
+        if (
+            focused is not None
+            and not isinstance(focused, Input | TextArea)
+            and (focused in self.query("*"))
         ):
             return
         for widget in self.query("*"):

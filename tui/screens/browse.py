@@ -61,12 +61,15 @@ class BrowsePane(Pane):
                 id="outcome",
             )
             yield Input(placeholder="/ search text", compact=True, id="search")
-        yield ArrowTable("no decisions: run the pipeline (tab 3) first", id="decisions")
+        yield ArrowTable(
+            "no decisions: run the pipeline (tab 3) first", fallback="#browse-run", id="decisions"
+        )
         yield SampleView(id="sample")
 
     def on_mount(self) -> None:
         self.browse_filter = BrowseFilter()
         self.page_offset = 0
+        self.page_key: tuple[int, BrowseFilter, int] | None = None
         self.sample_ids: list[int] = []
         self.detail: SampleDetail | None = None
         self.kind: str | None = None
@@ -77,8 +80,7 @@ class BrowsePane(Pane):
         self.load_runs()
 
     def focus_main(self) -> None:
-        if not self.query_one("#decisions", ArrowTable).focus_table():
-            self.query_one("#browse-run", RunPicker).focus()
+        self.query_one("#decisions", ArrowTable).focus_table()
 
     @property
     def run_id(self) -> int | None:
@@ -109,7 +111,10 @@ class BrowsePane(Pane):
     def load_page(self, run_id: int, flt: BrowseFilter, offset: int, keep_cursor: bool) -> None:
         table, total = browse_page(self.srt.store, run_id, flt, PAGE, offset)
         if not get_current_worker().is_cancelled:
-            self.from_thread(self._show_page, table, total, keep_cursor)
+            # The same page again (a refresh) keeps the row the user is on.
+            same = (run_id, flt, offset) == self.page_key
+            self.page_key = (run_id, flt, offset)
+            self.from_thread(self._show_page, table, total, keep_cursor or same)
 
     async def _show_page(self, table: pa.Table, total: int, keep_cursor: bool) -> None:
         self.sample_ids = [int(i) for i in table.column("id").to_pylist()]

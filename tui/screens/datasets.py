@@ -74,8 +74,7 @@ class DatasetsPane(Pane):
         self.load()
 
     def focus_main(self) -> None:
-        if not self.query_one("#datasets-table", ArrowTable).focus_table():
-            self.query_one("#path", Input).focus()
+        self.query_one("#datasets-table", ArrowTable).focus_table()
 
     def action_focus_path(self) -> None:
         self.query_one("#path", Input).focus()

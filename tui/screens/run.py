@@ -155,7 +155,9 @@ class RunPane(Pane):
             yield Input(
                 placeholder="limit", type="integer", valid_empty=True, compact=True, id="limit"
             )
-        yield ArrowTable("no runs yet: choose a dataset and press s", id="runs-table")
+        yield ArrowTable(
+            "no runs yet: choose a dataset and press s", fallback="#dataset", id="runs-table"
+        )
         yield StageBars(id="stages")
         yield Static("", id="run-stats", classes="status", markup=False)
         yield Log(max_lines=LOG_LINES, id="run-log")
@@ -180,8 +182,7 @@ class RunPane(Pane):
         self.stop_event.set()
 
     def focus_main(self) -> None:
-        if not self.query_one("#runs-table", ArrowTable).focus_table():
-            self.query_one("#dataset", Select).focus()
+        self.query_one("#runs-table", ArrowTable).focus_table()
 
     @property
     def running(self) -> bool:

@@ -198,7 +198,7 @@ class SqlPane(Pane):
     async def _show_result(self, result: QueryResult) -> None:
         n = result.table.num_rows
         caption = (
-            f"{result.total:,} rows"
+            f"{result.total:,} row{'' if result.total == 1 else 's'}"
             if n >= result.total
             else f"showing {n:,} of {result.total:,} rows"
         )

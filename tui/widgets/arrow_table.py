@@ -3,10 +3,11 @@ that says honestly how much of the result it shows."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import pyarrow as pa
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import Static
@@ -17,7 +18,17 @@ if TYPE_CHECKING:
 else:
     from textual_fastdatatable.data_table import DataTable
 
-__all__ = ["ArrowTable", "DataTable"]
+__all__ = ["ArrowTable", "DataTable", "RowTable"]
+
+
+class RowTable(DataTable, inherit_bindings=False):
+    """A DataTable whose tab and shift+tab move the focus, as everywhere else, not the cursor."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        b
+        for b in DataTable.BINDINGS
+        if not (isinstance(b, Binding) and b.key in ("tab", "shift+tab"))
+    ]
 
 
 class ArrowTable(Vertical):
@@ -47,18 +58,32 @@ class ArrowTable(Vertical):
         empty: str = "nothing to show yet",
         *,
         max_column_width: int = 40,
+        fallback: str | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
+        """`fallback`: a selector of the widget that takes the focus instead when the table is
+        asked for it but has no rows."""
         super().__init__(id=id, classes=classes)
         self._empty = empty
         self._max_width = max_column_width
+        self._fallback = fallback
+        self._loaded = False
         self.rows = 0
-        self._wants_focus = False
+        # Whether the table should hold the focus: set when it gets (or is asked to take) the
+        # focus, cleared when the focus goes to a widget elsewhere. A new table inherits it.
+        self._sticky = False
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="caption")
         yield Static(self._empty, classes="empty")
+
+    def on_mount(self) -> None:
+        self.watch(self.screen, "focused", self._focus_moved, init=False)
+
+    def _focus_moved(self, widget: Widget | None) -> None:
+        if widget is not None:
+            self._sticky = self in widget.ancestors_with_self
 
     @property
     def table(self) -> DataTable | None:
@@ -69,7 +94,7 @@ class ArrowTable(Vertical):
     async def show(
         self, data: pa.Table, caption: str = "", cursor_row: int = 0, empty: str | None = None
     ) -> None:
-        """Replace the table with `data`; keep focus and put the cursor on `cursor_row`."""
+        """Replace the table with `data`; keep the focus; put the cursor on `cursor_row`."""
         old = list(self.query(".empty, DataTable"))
         label = self.query_one(".caption", Static)
         label.update(caption)
@@ -79,7 +104,7 @@ class ArrowTable(Vertical):
         if data.num_rows == 0:
             new = Static(empty or self._empty, classes="empty")
         else:
-            new = DataTable(
+            new = RowTable(
                 backend=ArrowBackend(data),
                 cursor_type="row",
                 show_row_labels=False,
@@ -87,26 +112,33 @@ class ArrowTable(Vertical):
                 null_rep="·",
                 render_markup=False,
             )
-        # The new table goes in before the old one leaves, and takes the focus from it at once
-        # (no await in between), so the focus never falls to another widget.
+        # The new table goes in before the old one leaves and takes the focus at once (set
+        # directly, not deferred), so the focus never falls to a neighbour of the old one.
         await self.mount(new)
+        self._loaded = True
+        take_focus = self._sticky and self._shown()
         if isinstance(new, DataTable):
             if cursor_row:
                 new.move_cursor(row=min(cursor_row, data.num_rows - 1))
-            # A focus asked for before the rows came counts only while this tab is still shown.
-            if any(w.has_focus for w in old) or (self._wants_focus and self._shown()):
-                new.focus()
-            self._wants_focus = False
+            if take_focus:
+                self.screen.set_focus(new)
+        elif take_focus:
+            self._focus_fallback()
         await self.remove_children(old)
 
     def _shown(self) -> bool:
+        """Whether every container up to the screen is displayed (its tab is the active one)."""
         return all(node.display for node in self.ancestors_with_self if isinstance(node, Widget))
 
-    def focus_table(self) -> bool:
-        """Focus the table; False when there is none to focus."""
+    def _focus_fallback(self) -> None:
+        if self._fallback is not None:
+            self.screen.set_focus(self.screen.query_one(self._fallback))
+
+    def focus_table(self) -> None:
+        """Focus the table, now or when its rows arrive (the fallback if there are none)."""
+        self._sticky = True
         table = self.table
-        if table is None:
-            self._wants_focus = True
-            return False
-        table.focus()
-        return True
+        if table is not None:
+            self.screen.set_focus(table)
+        elif self._loaded:
+            self._focus_fallback()
