@@ -28,8 +28,9 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "cherry_alpaca_5_percent.json"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--latency", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=4)
@@ -58,16 +59,27 @@ def main() -> None:
         os.environ["OLLAMA_HOST"] = server.url
         store = Store.open(home / "pipeline.duckdb")
         import_dataset(store, data, name="bench")
-        run_id = prepare_run(store, RunOptions(dataset="bench", teacher="ollama",
-                                               student=args.student,
-                                               concurrency=args.concurrency), config)
+        run_id = prepare_run(
+            store,
+            RunOptions(
+                dataset="bench",
+                teacher="ollama",
+                student=args.student,
+                concurrency=args.concurrency,
+            ),
+            config,
+        )
         start = time.perf_counter()
         summary = run_pipeline(store, run_id, config)
         wall = time.perf_counter() - start
         calls = len(server.chat_requests)
-    pairs = [Pair(*row) for row in store.query(
-        "SELECT DISTINCT v.instruction, v.input, v.output FROM versions v "
-        "JOIN scores s USING (pair_hash)")]
+    pairs = [
+        Pair(*row)
+        for row in store.query(
+            "SELECT DISTINCT v.instruction, v.input, v.output FROM versions v "
+            "JOIN scores s USING (pair_hash)"
+        )
+    ]
     store.close()
 
     student = Student.load(config.student(args.student))
@@ -80,13 +92,17 @@ def main() -> None:
 
     ideal = calls * args.latency / args.concurrency
     bound = max(ideal, scoring_alone)
-    print(f"samples {args.n}, status {summary.status}, teacher calls {calls}, "
-          f"pairs scored {len(pairs)}")
+    print(
+        f"samples {args.n}, status {summary.status}, teacher calls {calls}, "
+        f"pairs scored {len(pairs)}"
+    )
     print(f"teacher ideal  {ideal:8.1f} s  ({calls} x {args.latency} s / {args.concurrency})")
     print(f"scoring alone  {scoring_alone:8.1f} s")
     print(f"pipeline wall  {wall:8.1f} s")
-    print(f"overlap ratio  {wall / bound:8.2f}  (wall / max(teacher ideal, scoring alone); "
-          "target <= 1.2)")
+    print(
+        f"overlap ratio  {wall / bound:8.2f}  (wall / max(teacher ideal, scoring alone); "
+        "target <= 1.2)"
+    )
 
 
 if __name__ == "__main__":

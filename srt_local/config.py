@@ -153,7 +153,13 @@ class _Table:
 
 
 def _kind_names(kinds: tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a table"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        dict: "a table",
+    }
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
@@ -161,7 +167,9 @@ def _source(table: _Table, base: Path) -> tuple[Path | None, str | None]:
     path = table.get("path", str)
     package = table.get("package", str)
     if (path is None) == (package is None):
-        raise table.error("path", "give exactly one of `path` (a .gguf file) or `package` (a PyPI package)")
+        raise table.error(
+            "path", "give exactly one of `path` (a .gguf file) or `package` (a PyPI package)"
+        )
     resolved = None
     if path is not None:
         resolved = Path(path).expanduser()
@@ -181,15 +189,22 @@ def _parse_student(name: str, data: Mapping[str, Any], file: Path) -> StudentSpe
         name=name,
         path=path,
         package=package,
-        template=t.check("template", t.get("template", str, "vicuna"), TEMPLATES.__contains__,
-                         "one of " + ", ".join(TEMPLATES)),
+        template=t.check(
+            "template",
+            t.get("template", str, "vicuna"),
+            TEMPLATES.__contains__,
+            "one of " + ", ".join(TEMPLATES),
+        ),
         n_ctx=t.check("n_ctx", t.get("n_ctx", int, 4096), lambda v: v >= 256, "at least 256"),
-        max_tokens=t.check("max_tokens", t.get("max_tokens", int, 2048), lambda v: v >= 16,
-                           "at least 16"),
-        n_gpu_layers=t.check("n_gpu_layers", t.get("n_gpu_layers", int, -1), lambda v: v >= -1,
-                             "-1 (all) or a count"),
-        n_threads=t.check("n_threads", t.get("n_threads", int, 0), lambda v: v >= 0,
-                          "0 (auto) or a count"),
+        max_tokens=t.check(
+            "max_tokens", t.get("max_tokens", int, 2048), lambda v: v >= 16, "at least 16"
+        ),
+        n_gpu_layers=t.check(
+            "n_gpu_layers", t.get("n_gpu_layers", int, -1), lambda v: v >= -1, "-1 (all) or a count"
+        ),
+        n_threads=t.check(
+            "n_threads", t.get("n_threads", int, 0), lambda v: v >= 0, "0 (auto) or a count"
+        ),
     )
     t.reject_unknown()
     return spec
@@ -200,15 +215,17 @@ def _parse_options(data: Any, file: Path, where: str) -> TeacherOptions:
         raise ConfigError(f"{file}: [{where}] key 'options': expected a table, got {data!r}")
     t = _Table(data, file, f"{where}.options")
     options = TeacherOptions(
-        temperature=t.check("temperature", t.get("temperature", float, 0.0), lambda v: v >= 0,
-                            "at least 0"),
+        temperature=t.check(
+            "temperature", t.get("temperature", float, 0.0), lambda v: v >= 0, "at least 0"
+        ),
         seed=t.get("seed", int, 0),
         num_ctx=t.check("num_ctx", t.get("num_ctx", int, 8192), lambda v: v >= 256, "at least 256"),
         num_predict=t.check("num_predict", t.get("num_predict", int, 2048), _positive, "above 0"),
         top_p=t.check("top_p", t.get("top_p", float), lambda v: 0 < v <= 1, "in (0, 1]"),
         top_k=t.check("top_k", t.get("top_k", int), _positive, "above 0"),
-        repeat_penalty=t.check("repeat_penalty", t.get("repeat_penalty", float), _positive,
-                               "above 0"),
+        repeat_penalty=t.check(
+            "repeat_penalty", t.get("repeat_penalty", float), _positive, "above 0"
+        ),
     )
     t.reject_unknown()
     return options
@@ -219,8 +236,9 @@ def _parse_teacher(name: str, data: Mapping[str, Any], file: Path) -> TeacherSpe
     if name == "auto":
         raise ConfigError(f"{file}: [{where}]: 'auto' is reserved (it picks a teacher for you)")
     t = _Table(data, file, where)
-    backend = t.check("backend", t.get("backend", str), BACKENDS.__contains__,
-                      "one of " + ", ".join(BACKENDS))
+    backend = t.check(
+        "backend", t.get("backend", str), BACKENDS.__contains__, "one of " + ", ".join(BACKENDS)
+    )
     if backend is None:
         raise t.error("backend", "missing (ollama or llamacpp)")
     model = path = package = None
@@ -241,16 +259,24 @@ def _parse_teacher(name: str, data: Mapping[str, Any], file: Path) -> TeacherSpe
         options=_parse_options(options_data, file, where),
         keep_alive=t.get("keep_alive", (str, int)) if "keep_alive" in data else None,
         timeout=t.check("timeout", t.get("timeout", float, 600.0), _positive, "above 0 seconds"),
-        concurrency=t.check("concurrency", t.get("concurrency", int, 0), lambda v: v >= 0,
-                            "0 (the server's) or a count"),
-        output=t.check("output", t.get("output", str, "markers"), OUTPUT_MODES.__contains__,
-                       "markers or json"),
-        max_attempts=t.check("max_attempts", t.get("max_attempts", int, 3),
-                             lambda v: 1 <= v <= 10, "1 to 10"),
-        n_gpu_layers=t.check("n_gpu_layers", t.get("n_gpu_layers", int, -1), lambda v: v >= -1,
-                             "-1 (all) or a count"),
-        n_threads=t.check("n_threads", t.get("n_threads", int, 0), lambda v: v >= 0,
-                          "0 (auto) or a count"),
+        concurrency=t.check(
+            "concurrency",
+            t.get("concurrency", int, 0),
+            lambda v: v >= 0,
+            "0 (the server's) or a count",
+        ),
+        output=t.check(
+            "output", t.get("output", str, "markers"), OUTPUT_MODES.__contains__, "markers or json"
+        ),
+        max_attempts=t.check(
+            "max_attempts", t.get("max_attempts", int, 3), lambda v: 1 <= v <= 10, "1 to 10"
+        ),
+        n_gpu_layers=t.check(
+            "n_gpu_layers", t.get("n_gpu_layers", int, -1), lambda v: v >= -1, "-1 (all) or a count"
+        ),
+        n_threads=t.check(
+            "n_threads", t.get("n_threads", int, 0), lambda v: v >= 0, "0 (auto) or a count"
+        ),
     )
     if isinstance(spec.keep_alive, int):
         spec = TeacherSpec(**{**spec.__dict__, "keep_alive": f"{spec.keep_alive}s"})

@@ -91,8 +91,13 @@ def decide(
         final_kind, final = choice.base, base
         reasons.append(f"reflected response unusable: {reflected.problem}")
 
-    passes = bool(final.ok and final.ifd is not None and final.rifd is not None
-                  and final.ifd < 1 and final.rifd < 1)
+    passes = bool(
+        final.ok
+        and final.ifd is not None
+        and final.rifd is not None
+        and final.ifd < 1
+        and final.rifd < 1
+    )
     if not final.ok:
         reasons.append(f"final version unscorable: {final.problem}")
     elif not passes:

@@ -110,8 +110,17 @@ def prepare_run(store: Store, options: RunOptions, config: ModelsConfig) -> int:
         "AND template = ? AND max_tokens = ? AND sample_limit IS NOT DISTINCT FROM ? "
         "AND emit_unreflected = ? AND json_extract(config, '$.full_grid')::BOOLEAN = ? "
         "AND status IN ? ORDER BY run_id DESC LIMIT 1",
-        [dataset_id, options.teacher, sha, spec.template, spec.max_tokens, options.limit,
-         options.emit_unreflected, options.full_grid, list(RESUMABLE)],
+        [
+            dataset_id,
+            options.teacher,
+            sha,
+            spec.template,
+            spec.max_tokens,
+            options.limit,
+            options.emit_unreflected,
+            options.full_grid,
+            list(RESUMABLE),
+        ],
     )
     if rows:
         return int(rows[0][0])
@@ -121,8 +130,17 @@ def prepare_run(store: Store, options: RunOptions, config: ModelsConfig) -> int:
             "INSERT INTO runs (dataset_id, teacher_name, teacher_key, student_name, student_sha256, "
             "template, max_tokens, sample_limit, emit_unreflected, config, status) "
             "VALUES (?, ?, '', ?, ?, ?, ?, ?, ?, ?, 'paused') RETURNING run_id",
-            [dataset_id, options.teacher, spec.name, sha, spec.template, spec.max_tokens,
-             options.limit, options.emit_unreflected, json.dumps(run_config)],
+            [
+                dataset_id,
+                options.teacher,
+                spec.name,
+                sha,
+                spec.template,
+                spec.max_tokens,
+                options.limit,
+                options.emit_unreflected,
+                json.dumps(run_config),
+            ],
         ).fetchone()
     assert row is not None
     return int(row[0])
@@ -131,13 +149,18 @@ def prepare_run(store: Store, options: RunOptions, config: ModelsConfig) -> int:
 def cancel_run(store: Store, run_id: int) -> None:
     """Mark a run cancelled: it is kept for inspection but never resumed."""
     with store.transaction() as con:
-        con.execute("UPDATE runs SET status = 'cancelled', updated_at = current_timestamp, "
-                    "finished_at = current_timestamp WHERE run_id = ?", [run_id])
+        con.execute(
+            "UPDATE runs SET status = 'cancelled', updated_at = current_timestamp, "
+            "finished_at = current_timestamp WHERE run_id = ?",
+            [run_id],
+        )
 
 
 def _spec_dict(spec: Any) -> dict[str, Any]:
-    return {k: (str(v) if v is not None and not isinstance(v, int | float | str | bool) else v)
-            for k, v in asdict(spec).items()}
+    return {
+        k: (str(v) if v is not None and not isinstance(v, int | float | str | bool) else v)
+        for k, v in asdict(spec).items()
+    }
 
 
 def _set_status(store: Store, run_id: int, status: str, error: str | None = None) -> None:
@@ -158,8 +181,9 @@ class _ScoreQueue:
 
     URGENT, PREFETCH = 0, 1
 
-    def __init__(self, student: Student, store: Store, loop: asyncio.AbstractEventLoop,
-                 batch_size: int = 16) -> None:
+    def __init__(
+        self, student: Student, store: Store, loop: asyncio.AbstractEventLoop, batch_size: int = 16
+    ) -> None:
         self.student = student
         self.store = store
         self.loop = loop
@@ -202,8 +226,9 @@ class _ScoreQueue:
                 self.tokens = base + tokens
 
             try:
-                scores = score_cached(self.student, [item[2] for item in live], self.store,
-                                      progress=count)
+                scores = score_cached(
+                    self.student, [item[2] for item in live], self.store, progress=count
+                )
             except BaseException as exc:
                 self.error = exc
                 for item in live:
@@ -233,9 +258,14 @@ def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
 class _Run:
     """The state of one execution of a run: what is stored, what is in flight, the counters."""
 
-    def __init__(self, store: Store, run_id: int, config: ModelsConfig,
-                 progress: Callable[[RunProgress], None] | None,
-                 log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        run_id: int,
+        config: ModelsConfig,
+        progress: Callable[[RunProgress], None] | None,
+        log: Callable[[str], None],
+    ) -> None:
         self.store = store
         self.run_id = run_id
         self.config = config
@@ -259,8 +289,10 @@ class _Run:
     # ------------------------------------------------------------ loading state
 
     def samples(self) -> list[tuple[int, Pair]]:
-        sql = ("SELECT sample_id, instruction, input, output FROM samples WHERE dataset_id = ? "
-               "ORDER BY position")
+        sql = (
+            "SELECT sample_id, instruction, input, output FROM samples WHERE dataset_id = ? "
+            "ORDER BY position"
+        )
         params: list[Any] = [self.run["dataset_id"]]
         if self.run["sample_limit"] is not None:
             sql += " LIMIT ?"
@@ -273,16 +305,22 @@ class _Run:
         ids = list(sample_ids)
         for sid, kind, ins, inp, out in self.store.query(
             "SELECT sample_id, kind, instruction, input, output FROM versions "
-            "WHERE teacher_key = ? AND sample_id IN (SELECT unnest(?))", [key, ids]
+            "WHERE teacher_key = ? AND sample_id IN (SELECT unnest(?))",
+            [key, ids],
         ):
             self.versions[(sid, kind)] = Version(kind, Pair(ins, inp, out))
         for sid, kind, outcome in self.store.query(
             "SELECT sample_id, kind, outcome FROM reflection_failures "
-            "WHERE teacher_key = ? AND sample_id IN (SELECT unnest(?))", [key, ids]
+            "WHERE teacher_key = ? AND sample_id IN (SELECT unnest(?))",
+            [key, ids],
         ):
             self.failures[(sid, kind)] = outcome
-        self.decided = {r[0] for r in self.store.query(
-            "SELECT sample_id FROM decisions WHERE run_id = ?", [self.run_id])}
+        self.decided = {
+            r[0]
+            for r in self.store.query(
+                "SELECT sample_id FROM decisions WHERE run_id = ?", [self.run_id]
+            )
+        }
 
     # ------------------------------------------------------------ progress
 
@@ -302,8 +340,9 @@ class _Run:
         tokens = self.scorer.tokens if hasattr(self, "scorer") else 0
         return RunProgress(
             run_id=self.run_id,
-            stages=[StageProgress(s.name, s.total, s.done, dict(s.failed))
-                    for s in self.stages.values()],
+            stages=[
+                StageProgress(s.name, s.total, s.done, dict(s.failed)) for s in self.stages.values()
+            ],
             tokens_per_s=tokens / elapsed,
             calls_per_s=self.calls / elapsed,
             eta_s=eta,
@@ -321,8 +360,9 @@ class _Run:
                 from srt_local.teachers import open_teacher
 
                 name = self.options.get("resolved_teacher") or self.run["teacher_name"]
-                self.teacher = await open_teacher(name, self.config, log=self.log,
-                                                  concurrency=self.options.get("concurrency"))
+                self.teacher = await open_teacher(
+                    name, self.config, log=self.log, concurrency=self.options.get("concurrency")
+                )
             return self.teacher
 
     async def version(self, sid: int, kind: str, base: Version) -> Version | str:
@@ -350,8 +390,9 @@ class _Run:
                 for call in calls:
                     record_call(con, call, sid, source_kind, self.teacher_key)
 
-    def store_reflection(self, sid: int, kind: str, base: Version, stage: str,
-                         result: ReflectResult) -> Version | str:
+    def store_reflection(
+        self, sid: int, kind: str, base: Version, stage: str, result: ReflectResult
+    ) -> Version | str:
         from srt_local.teacher_log import record_call
 
         refl = result.reflection
@@ -373,8 +414,17 @@ class _Run:
                     "INSERT INTO versions (sample_id, teacher_key, kind, instruction, input, "
                     "output, pair_hash, critique, call_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT DO NOTHING",
-                    [sid, self.teacher_key, kind, made.pair.instruction, made.pair.input,
-                     made.pair.output, made.pair.hash, refl.critique if refl else None, call_id],
+                    [
+                        sid,
+                        self.teacher_key,
+                        kind,
+                        made.pair.instruction,
+                        made.pair.input,
+                        made.pair.output,
+                        made.pair.hash,
+                        refl.critique if refl else None,
+                        call_id,
+                    ],
                 )
             elif not transient:
                 # A reply that never parsed within the budget is final; transport errors are retried
@@ -411,8 +461,9 @@ class _Run:
         if isinstance(q, str):
             self.fail("instruction reflection", q)
         self.emit()
-        s_ori, s_q = await asyncio.gather(self.score(ori, _ScoreQueue.URGENT),
-                                          self.score(q, _ScoreQueue.URGENT))
+        s_ori, s_q = await asyncio.gather(
+            self.score(ori, _ScoreQueue.URGENT), self.score(q, _ScoreQueue.URGENT)
+        )
         choice = choose_instruction(s_ori, s_q)
         self.stages["instruction choice"].done += 1
         self.emit()
@@ -439,12 +490,27 @@ class _Run:
                 "rifd_base, rifd_reflected, ifd_final, rifd_final, ifd_margin, rifd_margin, passes, "
                 "emitted, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING",
-                [self.run_id, sid, d.branch, d.final_kind, d.ifd_ori, d.ifd_q, d.rifd_base,
-                 d.rifd_reflected, d.ifd_final, d.rifd_final, d.ifd_margin, d.rifd_margin,
-                 d.passes, d.emitted, d.reason],
+                [
+                    self.run_id,
+                    sid,
+                    d.branch,
+                    d.final_kind,
+                    d.ifd_ori,
+                    d.ifd_q,
+                    d.rifd_base,
+                    d.rifd_reflected,
+                    d.ifd_final,
+                    d.rifd_final,
+                    d.ifd_margin,
+                    d.rifd_margin,
+                    d.passes,
+                    d.emitted,
+                    d.reason,
+                ],
             )
-            con.execute("UPDATE runs SET updated_at = current_timestamp WHERE run_id = ?",
-                        [self.run_id])
+            con.execute(
+                "UPDATE runs SET updated_at = current_timestamp WHERE run_id = ?", [self.run_id]
+            )
 
     # ------------------------------------------------------------ the whole run
 
@@ -459,20 +525,27 @@ class _Run:
         self.decided_at_start = len(samples) - len(todo)
         for stage in self.stages.values():
             stage.done = self.decided_at_start
-        self.log(f"run {self.run_id}: {len(samples)} samples, {len(todo)} to decide, "
-                 f"teacher key {self.teacher_key}")
+        self.log(
+            f"run {self.run_id}: {len(samples)} samples, {len(todo)} to decide, "
+            f"teacher key {self.teacher_key}"
+        )
         if not todo:
             return self.summary("done")
 
         from srt_local.student import Student
 
-        spec = self.config.student(self.run["student_name"]) if (
-            self.run["student_name"] in self.config.students) else self._adhoc_student()
+        spec = (
+            self.config.student(self.run["student_name"])
+            if (self.run["student_name"] in self.config.students)
+            else self._adhoc_student()
+        )
         student = await asyncio.to_thread(Student.load, spec)
         if student.sha256 != self.run["student_sha256"]:
-            raise PipelineError(f"run {self.run_id} was made with a student file of sha256 "
-                                f"{self.run['student_sha256'][:12]}; {spec.name} is now "
-                                f"{student.sha256[:12]}: start a new run")
+            raise PipelineError(
+                f"run {self.run_id} was made with a student file of sha256 "
+                f"{self.run['student_sha256'][:12]}; {spec.name} is now "
+                f"{student.sha256[:12]}: start a new run"
+            )
         self.scorer = _ScoreQueue(student, self.store, asyncio.get_running_loop())
         # The originals need no teacher: let the student start on them at once.
         for _, pair in todo:
@@ -488,9 +561,11 @@ class _Run:
 
     def store_originals(self) -> None:
         """The ori versions are the samples themselves, kept beside the reflections for SQL."""
-        sql = ("INSERT INTO versions (sample_id, teacher_key, kind, instruction, input, output, "
-               "pair_hash) SELECT sample_id, '', 'ori', instruction, input, output, pair_hash "
-               "FROM samples WHERE dataset_id = ? ON CONFLICT DO NOTHING")
+        sql = (
+            "INSERT INTO versions (sample_id, teacher_key, kind, instruction, input, output, "
+            "pair_hash) SELECT sample_id, '', 'ori', instruction, input, output, pair_hash "
+            "FROM samples WHERE dataset_id = ? ON CONFLICT DO NOTHING"
+        )
         with self.store.transaction() as con:
             con.execute(sql, [self.run["dataset_id"]])
 
@@ -507,15 +582,17 @@ class _Run:
         self.teacher_key = teacher.key
         self.options["resolved_teacher"] = teacher.name
         with self.store.transaction() as con:
-            con.execute("UPDATE runs SET teacher_key = ?, config = ? WHERE run_id = ?",
-                        [teacher.key, json.dumps(self.options), self.run_id])
+            con.execute(
+                "UPDATE runs SET teacher_key = ?, config = ? WHERE run_id = ?",
+                [teacher.key, json.dumps(self.options), self.run_id],
+            )
 
     async def work(self, todo: list[tuple[int, Pair]], stop: threading.Event | None) -> str:
         pending: asyncio.Queue[tuple[int, Pair]] = asyncio.Queue()
         for item in todo:
             pending.put_nowait(item)
         teacher = self.teacher
-        width = (self.options.get("concurrency") or (teacher.concurrency if teacher else 2))
+        width = self.options.get("concurrency") or (teacher.concurrency if teacher else 2)
         # Twice the teacher's width keeps the student busy while replies are awaited.
         n_workers = max(2, 2 * int(width))
         abandoned: Counter[str] = Counter()
@@ -562,7 +639,9 @@ class _Run:
     def summary(self, status: str) -> RunSummary:
         rows = self.store.query(
             "SELECT branch, emitted OR coalesce(override = 'accept', false), "
-            "count(*) FROM decisions WHERE run_id = ? GROUP BY ALL", [self.run_id])
+            "count(*) FROM decisions WHERE run_id = ? GROUP BY ALL",
+            [self.run_id],
+        )
         by_branch: Counter[str] = Counter()
         kept = rejected = 0
         for branch, emitted, n in rows:
@@ -574,10 +653,19 @@ class _Run:
         failures: Counter[str] = Counter()
         for stage in self.stages.values():
             failures.update(stage.failed)
-        return RunSummary(self.run_id, status, kept, rejected, dict(by_branch), dict(failures),
-                          time.monotonic() - self.started, self.calls,
-                          self.teacher.name if self.teacher else
-                          str(self.options.get("resolved_teacher", self.run["teacher_name"])))
+        return RunSummary(
+            self.run_id,
+            status,
+            kept,
+            rejected,
+            dict(by_branch),
+            dict(failures),
+            time.monotonic() - self.started,
+            self.calls,
+            self.teacher.name
+            if self.teacher
+            else str(self.options.get("resolved_teacher", self.run["teacher_name"])),
+        )
 
 
 class _TeacherUnavailable(Exception):
@@ -587,7 +675,7 @@ class _TeacherUnavailable(Exception):
         super().__init__(result.outcome)
         self.result = result
         last = result.calls[-1] if result.calls else None
-        self.error_kind = (last.error_kind if last and last.error_kind else "error")
+        self.error_kind = last.error_kind if last and last.error_kind else "error"
 
 
 def run_pipeline(

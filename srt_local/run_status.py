@@ -44,7 +44,9 @@ def run_status(store: Store, run_id: int) -> RunStatus:
     """Everything `srt status` shows, computed from stored rows only."""
     rows = store.query_dicts(
         "SELECT r.*, d.name AS dataset FROM runs r JOIN datasets d USING (dataset_id) "
-        "WHERE run_id = ?", [run_id])
+        "WHERE run_id = ?",
+        [run_id],
+    )
     if not rows:
         raise LookupError(f"no run {run_id} in {store.path}")
     run = rows[0]
@@ -53,7 +55,8 @@ def run_status(store: Store, run_id: int) -> RunStatus:
     # The run's samples, as the pipeline takes them.
     sample_cte = (
         "WITH s AS (SELECT sample_id FROM samples WHERE dataset_id = ? ORDER BY position "
-        + ("LIMIT ?" if limit is not None else "") + ") "
+        + ("LIMIT ?" if limit is not None else "")
+        + ") "
     )
     params: list[Any] = [run["dataset_id"], *([limit] if limit is not None else [])]
 
@@ -61,20 +64,25 @@ def run_status(store: Store, run_id: int) -> RunStatus:
         return int(store.query(sample_cte + sql, params + extra)[0][0])
 
     n = count("SELECT count(*) FROM s", [])
-    made = ("SELECT count(DISTINCT sample_id) FROM ("
-            "SELECT sample_id, kind FROM versions WHERE teacher_key = ? "
-            "UNION ALL SELECT sample_id, kind FROM reflection_failures WHERE teacher_key = ?) "
-            "WHERE kind IN ? AND sample_id IN (SELECT sample_id FROM s)")
+    made = (
+        "SELECT count(DISTINCT sample_id) FROM ("
+        "SELECT sample_id, kind FROM versions WHERE teacher_key = ? "
+        "UNION ALL SELECT sample_id, kind FROM reflection_failures WHERE teacher_key = ?) "
+        "WHERE kind IN ? AND sample_id IN (SELECT sample_id FROM s)"
+    )
     stages = {
         "instruction reflection": count(made, [key, key, ["Q"]]),
         "response reflection": count(made, [key, key, ["A", "QA"]]),
-        "decision": int(store.query("SELECT count(*) FROM decisions WHERE run_id = ?",
-                                    [run_id])[0][0]),
+        "decision": int(
+            store.query("SELECT count(*) FROM decisions WHERE run_id = ?", [run_id])[0][0]
+        ),
     }
     failures: dict[str, int] = {}
     for kind, outcome, k in store.query(
-        sample_cte + "SELECT kind, outcome, count(*) FROM reflection_failures WHERE teacher_key = ? "
-        "AND sample_id IN (SELECT sample_id FROM s) GROUP BY ALL ORDER BY ALL", [*params, key]
+        sample_cte
+        + "SELECT kind, outcome, count(*) FROM reflection_failures WHERE teacher_key = ? "
+        "AND sample_id IN (SELECT sample_id FROM s) GROUP BY ALL ORDER BY ALL",
+        [*params, key],
     ):
         failures[f"reflection {kind}: {outcome}"] = int(k)
     for status, k in store.query(
@@ -92,27 +100,47 @@ def run_status(store: Store, run_id: int) -> RunStatus:
         [*params, key],
     ):
         failures[f"teacher call: {kind}"] = int(k)
-    calls = count("SELECT count(*) FROM teacher_calls WHERE teacher_key = ? "
-                  "AND sample_id IN (SELECT sample_id FROM s)", [key])
-    by_branch = {str(b): int(k) for b, k in store.query(
-        "SELECT branch, count(*) FROM decisions WHERE run_id = ? GROUP BY ALL ORDER BY ALL",
-        [run_id])}
+    calls = count(
+        "SELECT count(*) FROM teacher_calls WHERE teacher_key = ? "
+        "AND sample_id IN (SELECT sample_id FROM s)",
+        [key],
+    )
+    by_branch = {
+        str(b): int(k)
+        for b, k in store.query(
+            "SELECT branch, count(*) FROM decisions WHERE run_id = ? GROUP BY ALL ORDER BY ALL",
+            [run_id],
+        )
+    }
     kept = int(store.query("SELECT count(*) FROM selection WHERE run_id = ?", [run_id])[0][0])
     rate = None
     eta = None
     span = store.query(
         "SELECT count(*), epoch(max(decided_at)) - epoch(min(decided_at)) FROM decisions "
-        "WHERE run_id = ?", [run_id])[0]
+        "WHERE run_id = ?",
+        [run_id],
+    )[0]
     if span[0] and span[0] > 1 and span[1]:
         rate = 60.0 * (span[0] - 1) / float(span[1])
         if run["status"] == "running" and rate > 0:
             eta = 60.0 * (n - stages["decision"]) / rate
     resolved = json.loads(run["config"]).get("resolved_teacher")
-    teacher = run["teacher_name"] + (f" -> {resolved}" if resolved and
-                                     resolved != run["teacher_name"] else "")
+    teacher = run["teacher_name"] + (
+        f" -> {resolved}" if resolved and resolved != run["teacher_name"] else ""
+    )
     return RunStatus(
-        run_id=run_id, dataset=run["dataset"], status=run["status"], teacher=teacher,
-        student=run["student_name"], samples=n, stages=stages, failures=failures, kept=kept,
-        by_branch=by_branch, teacher_calls=calls, decisions_per_min=rate, eta_s=eta,
+        run_id=run_id,
+        dataset=run["dataset"],
+        status=run["status"],
+        teacher=teacher,
+        student=run["student_name"],
+        samples=n,
+        stages=stages,
+        failures=failures,
+        kept=kept,
+        by_branch=by_branch,
+        teacher_calls=calls,
+        decisions_per_min=rate,
+        eta_s=eta,
         error=run["error"],
     )

@@ -135,6 +135,6 @@ def busy_message(path: Path, exc: Exception | None = None) -> str:
     return (
         f"{path} is in use by another process{holder}: an `srt run`, `srt import` or `srt tui`. "
         "DuckDB lets one process hold a store while it writes. To read it now, query a copy "
-        f"taken at this moment: `srt sql --snapshot \"SELECT ...\" --db {path}`; to write, wait "
+        f'taken at this moment: `srt sql --snapshot "SELECT ..." --db {path}`; to write, wait '
         "for that process to finish or stop it (Ctrl-C; a run resumes later)."
     )

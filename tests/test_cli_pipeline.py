@@ -15,8 +15,13 @@ from tests.ollama_server import OllamaTestServer
 def srt(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     import os
 
-    return subprocess.run([sys.executable, "-m", "srt_local.cli", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "srt_local.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +37,9 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory, gemma_gguf: Path) -> Path:
 
 
 def test_demo_decides_every_sample(demo_db: Path) -> None:
-    out = srt("sql", "SELECT count(*) AS n FROM decisions", "--format", "json", "--db", str(demo_db))
+    out = srt(
+        "sql", "SELECT count(*) AS n FROM decisions", "--format", "json", "--db", str(demo_db)
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip()) == {"n": 3}
 
@@ -67,13 +74,28 @@ def test_run_on_unknown_dataset_names_the_known_ones(demo_db: Path) -> None:
 
 
 def test_dead_ollama_teacher_is_a_message_not_a_traceback(demo_db: Path, tmp_path: Path) -> None:
-    out = srt("run", "demo", "--teacher", "ollama", "--limit", "4", "--db", str(demo_db),
-              env={"OLLAMA_HOST": "http://127.0.0.1:9"})
+    out = srt(
+        "run",
+        "demo",
+        "--teacher",
+        "ollama",
+        "--limit",
+        "4",
+        "--db",
+        str(demo_db),
+        env={"OLLAMA_HOST": "http://127.0.0.1:9"},
+    )
     assert out.returncode == 2, out.stderr
     assert "127.0.0.1:9" in out.stderr and "Traceback" not in out.stderr
     # the failed run is recorded with its error, and nothing already stored is lost
-    status = srt("sql", "SELECT status, error FROM runs ORDER BY run_id DESC LIMIT 1",
-                 "--format", "json", "--db", str(demo_db))
+    status = srt(
+        "sql",
+        "SELECT status, error FROM runs ORDER BY run_id DESC LIMIT 1",
+        "--format",
+        "json",
+        "--db",
+        str(demo_db),
+    )
     row = json.loads(status.stdout.strip())
     assert row["status"] == "failed" and "127.0.0.1:9" in row["error"]
     n = srt("sql", "SELECT count(*) AS n FROM decisions", "--format", "json", "--db", str(demo_db))

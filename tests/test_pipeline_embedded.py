@@ -13,24 +13,33 @@ from srt_local.pipeline import RunOptions, prepare_run, run_pipeline
 from srt_local.store import Store
 
 PAIRS = [
-    {"instruction": "Name the largest planet in the solar system.", "input": "", "output": "Jupiter."},
+    {
+        "instruction": "Name the largest planet in the solar system.",
+        "input": "",
+        "output": "Jupiter.",
+    },
     {"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour."},
-    {"instruction": "Give one tip for sleeping better.", "input": "",
-     "output": "Keep a regular bedtime."},
+    {
+        "instruction": "Give one tip for sleeping better.",
+        "input": "",
+        "output": "Keep a regular bedtime.",
+    },
 ]
 
 
 @pytest.fixture(scope="module")
-def reflected_store(tmp_path_factory: pytest.TempPathFactory, gemma_gguf: Path,
-                    smollm_gguf: Path) -> tuple[Store, int]:
+def reflected_store(
+    tmp_path_factory: pytest.TempPathFactory, gemma_gguf: Path, smollm_gguf: Path
+) -> tuple[Store, int]:
     tmp = tmp_path_factory.mktemp("e2e")
     data = tmp / "tiny.jsonl"
     data.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
     store = Store.open(tmp / "srt.duckdb")
     import_dataset(store, data, name="tiny")
     config = load_models()
-    run_id = prepare_run(store, RunOptions(dataset="tiny", teacher="smollm2-135m-chat",
-                                           full_grid=True), config)
+    run_id = prepare_run(
+        store, RunOptions(dataset="tiny", teacher="smollm2-135m-chat", full_grid=True), config
+    )
     summary = run_pipeline(store, run_id, config)
     assert summary.status == "done"
     assert summary.kept + summary.rejected == len(PAIRS)
@@ -39,8 +48,9 @@ def reflected_store(tmp_path_factory: pytest.TempPathFactory, gemma_gguf: Path,
 
 def test_every_sample_is_decided_with_provenance(reflected_store: tuple[Store, int]) -> None:
     store, run_id = reflected_store
-    rows = store.query_dicts("SELECT * FROM decisions WHERE run_id = ? ORDER BY sample_id",
-                             [run_id])
+    rows = store.query_dicts(
+        "SELECT * FROM decisions WHERE run_id = ? ORDER BY sample_id", [run_id]
+    )
     assert len(rows) == len(PAIRS)
     for row in rows:
         assert row["branch"] in ("QA", "Q", "A", "ori")
@@ -76,8 +86,9 @@ def test_selection_view_matches_emitted_decisions(reflected_store: tuple[Store, 
 def test_rerun_of_a_finished_run_does_nothing(reflected_store: tuple[Store, int]) -> None:
     store, run_id = reflected_store
     config = load_models()
-    again = prepare_run(store, RunOptions(dataset="tiny", teacher="smollm2-135m-chat",
-                                          full_grid=True), config)
+    again = prepare_run(
+        store, RunOptions(dataset="tiny", teacher="smollm2-135m-chat", full_grid=True), config
+    )
     assert again == run_id
     before = store.query("SELECT count(*) FROM teacher_calls")[0][0]
     summary = run_pipeline(store, again, config)
@@ -89,8 +100,13 @@ def test_a_new_student_makes_no_teacher_call(reflected_store: tuple[Store, int])
     store, run_id = reflected_store
     config = load_models()
     before = store.query("SELECT count(*) FROM teacher_calls")[0][0]
-    other = prepare_run(store, RunOptions(dataset="tiny", teacher="smollm2-135m-chat",
-                                          student="smollm2-135m", full_grid=True), config)
+    other = prepare_run(
+        store,
+        RunOptions(
+            dataset="tiny", teacher="smollm2-135m-chat", student="smollm2-135m", full_grid=True
+        ),
+        config,
+    )
     assert other != run_id
     summary = run_pipeline(store, other, config)
     assert summary.status == "done"

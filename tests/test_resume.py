@@ -25,13 +25,22 @@ from tests.ollama_server import OllamaTestServer
 PAIRS = [
     {"instruction": "List three primary colours.", "input": "", "output": "Red, blue, yellow."},
     {"instruction": "What is 12 times 12?", "input": "", "output": "144."},
-    {"instruction": "Summarise the text.", "input": "Cats sleep a lot and hunt at dusk.",
-     "output": "Cats nap by day and hunt at dusk."},
+    {
+        "instruction": "Summarise the text.",
+        "input": "Cats sleep a lot and hunt at dusk.",
+        "output": "Cats nap by day and hunt at dusk.",
+    },
     {"instruction": "Suggest a name for a bakery.", "input": "", "output": "Rise & Shine."},
-    {"instruction": "Why is the sky blue?", "input": "",
-     "output": "Air scatters blue light more than red light."},
-    {"instruction": "Write a haiku about rain.", "input": "",
-     "output": "Soft rain on the roof / the garden drinks in silence / puddles hold the sky"},
+    {
+        "instruction": "Why is the sky blue?",
+        "input": "",
+        "output": "Air scatters blue light more than red light.",
+    },
+    {
+        "instruction": "Write a haiku about rain.",
+        "input": "",
+        "output": "Soft rain on the roof / the garden drinks in silence / puddles hold the sky",
+    },
 ]
 N_CALLS = 2 * len(PAIRS)  # one instruction and one response reflection per sample
 
@@ -46,21 +55,35 @@ def _decisions(store: Store, run_id: int) -> list[tuple[object, ...]]:
     return store.query(
         "SELECT s.position, d.branch, d.emitted, d.passes, round(d.ifd_final, 4), "
         "round(d.rifd_final, 4) FROM decisions d JOIN samples s USING (sample_id) "
-        "WHERE run_id = ? ORDER BY s.position", [run_id])
+        "WHERE run_id = ? ORDER BY s.position",
+        [run_id],
+    )
 
 
 def _srt_run(db: Path, server: OllamaTestServer) -> subprocess.Popen[bytes]:
     env = {**os.environ, "OLLAMA_HOST": server.url}
     return subprocess.Popen(
-        [sys.executable, "-m", "srt_local.cli", "run", "six", "--teacher", "ollama",
-         "--db", str(db)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "srt_local.cli",
+            "run",
+            "six",
+            "--teacher",
+            "ollama",
+            "--db",
+            str(db),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
 @pytest.mark.slow
-def test_sigkill_at_any_point_then_rerun_equals_uninterrupted(tmp_path: Path,
-                                                              gemma_gguf: Path) -> None:
+def test_sigkill_at_any_point_then_rerun_equals_uninterrupted(
+    tmp_path: Path, gemma_gguf: Path
+) -> None:
     data = _dataset(tmp_path)
     with OllamaTestServer(latency=0.3) as server:
         os.environ["OLLAMA_HOST"] = server.url
@@ -86,8 +109,11 @@ def test_sigkill_at_any_point_then_rerun_equals_uninterrupted(tmp_path: Path,
         for point in (1, 4, 7, 10):
             proc = _srt_run(db, server)
             deadline = time.monotonic() + 120
-            while (len(server.chat_requests) - base < point and proc.poll() is None
-                   and time.monotonic() < deadline):
+            while (
+                len(server.chat_requests) - base < point
+                and proc.poll() is None
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.01)
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
@@ -116,19 +142,24 @@ def test_sigkill_at_any_point_then_rerun_equals_uninterrupted(tmp_path: Path,
         assert store.query("SELECT count(*) FROM decisions")[0][0] == n_samples
         assert store.query("SELECT count(*) FROM versions WHERE kind = 'ori'")[0][0] == n_samples
         assert store.query("SELECT count(*) FROM versions WHERE kind = 'Q'")[0][0] == n_samples
-        assert store.query(
-            "SELECT count(*) FROM versions WHERE kind IN ('A', 'QA')")[0][0] == n_samples
+        assert (
+            store.query("SELECT count(*) FROM versions WHERE kind IN ('A', 'QA')")[0][0]
+            == n_samples
+        )
         ok_calls = store.query(
             "SELECT sample_id, stage, count(*) FROM teacher_calls WHERE outcome = 'ok' "
-            "GROUP BY ALL HAVING count(*) > 1")
+            "GROUP BY ALL HAVING count(*) > 1"
+        )
         assert ok_calls == [], "a stored reply was made twice"
         lost = store.query(
             "SELECT count(*) FROM teacher_calls c WHERE outcome = 'ok' AND NOT EXISTS "
-            "(SELECT 1 FROM versions v WHERE v.call_id = c.call_id)")[0][0]
+            "(SELECT 1 FROM versions v WHERE v.call_id = c.call_id)"
+        )[0][0]
         assert lost == 0, "a stored reply has no version"
         dup_scores = store.query(
             "SELECT count(*) FROM (SELECT pair_hash FROM scores GROUP BY student_sha256, template, "
-            "max_tokens, pair_hash HAVING count(*) > 1)")[0][0]
+            "max_tokens, pair_hash HAVING count(*) > 1)"
+        )[0][0]
         assert dup_scores == 0
     # Every reply the server sent and the store kept was asked for once; at most the calls in
     # flight at each kill were asked again.

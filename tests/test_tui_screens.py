@@ -186,8 +186,11 @@ async def test_browse_override_is_stored_and_export_follows_it(
         await settle(pilot)
         head = str(app.query_one(SampleView).query_one(".head", Static).render())
         assert "sample 3" in head, (
-            app.focused, [getattr(a, "id", None) for a in app.focused.ancestors][:3],  # type: ignore[union-attr]
-            app.query_one("#decisions", ArrowTable).table.cursor_row, head)  # type: ignore[union-attr]
+            app.focused,
+            [getattr(a, "id", None) for a in app.focused.ancestors][:3],  # type: ignore[union-attr]
+            app.query_one("#decisions", ArrowTable).table.cursor_row,
+            head,
+        )  # type: ignore[union-attr]
         await pilot.press("a")
         await settle(pilot)
         await pilot.press("up", "up", "x")

@@ -13,7 +13,7 @@ from typing import ClassVar
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
-from textual.widgets import Footer, TabbedContent, Tabs
+from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 from textual.worker import Worker, WorkerState
 
 from srt_local.config import ModelsConfig, load_models
@@ -39,6 +39,17 @@ def terminal_is_light() -> bool:
     except ValueError:
         return False
     return background in (7, 15)
+
+
+class SrtTabs(TabbedContent):
+    """The app's tabs; they change only when the user picks one."""
+
+    def on_tab_pane_focused(self, event: TabPane.Focused) -> None:
+        # TabbedContent shows the tab of any widget that gets the focus. A focus given while a
+        # tab was shown can arrive after the user has left it: that must not switch back.
+        if event.tab_pane.id != self.active:
+            event.prevent_default()
+            event.stop()
 
 
 class SrtApp(App[None]):
@@ -72,7 +83,7 @@ class SrtApp(App[None]):
         self.theme = THEMES[theme]
 
     def compose(self) -> ComposeResult:
-        with TabbedContent(initial="datasets", id="tabs"):
+        with SrtTabs(initial="datasets", id="tabs"):
             yield DatasetsPane("1 Datasets", id="datasets")
             yield ModelsPane("2 Models", id="models")
             yield RunPane("3 Run", id="run")

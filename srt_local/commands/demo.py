@@ -15,14 +15,20 @@ from srt_local.store import Store
 DEMO_NAME = "demo"
 
 QUERIES = [
-    ("What the student decided, by branch",
-     "SELECT branch, emitted, count(*) AS n FROM decisions GROUP BY ALL ORDER BY ALL"),
-    ("The kept samples with their scores",
-     "SELECT sample_id, branch, round(ifd_ppl, 3) AS ifd, round(rifd_ppl, 3) AS rifd, "
-     "left(instruction, 60) AS instruction FROM selection ORDER BY ifd DESC"),
-    ("Every teacher reply that did not parse",
-     "SELECT call_id, stage, outcome, left(raw_reply, 80) AS reply FROM teacher_calls "
-     "WHERE outcome <> 'ok'"),
+    (
+        "What the student decided, by branch",
+        "SELECT branch, emitted, count(*) AS n FROM decisions GROUP BY ALL ORDER BY ALL",
+    ),
+    (
+        "The kept samples with their scores",
+        "SELECT sample_id, branch, round(ifd_ppl, 3) AS ifd, round(rifd_ppl, 3) AS rifd, "
+        "left(instruction, 60) AS instruction FROM selection ORDER BY ifd DESC",
+    ),
+    (
+        "Every teacher reply that did not parse",
+        "SELECT call_id, stage, outcome, left(raw_reply, 80) AS reply FROM teacher_calls "
+        "WHERE outcome <> 'ok'",
+    ),
 ]
 
 
@@ -31,8 +37,12 @@ def demo_file() -> Path:
 
 
 @click.command()
-@click.option("--teacher", default="auto", show_default=True,
-              help="auto uses Ollama when it answers, else the embedded teacher.")
+@click.option(
+    "--teacher",
+    default="auto",
+    show_default=True,
+    help="auto uses Ollama when it answers, else the embedded teacher.",
+)
 @click.option("--student", default=None, help="Default: the models.toml default student.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N samples.")
 @db_option
@@ -45,12 +55,15 @@ def demo(teacher: str, student: str | None, limit: int | None, db_path: Path | N
         if not exists:
             report = import_dataset(store, demo_file(), name=DEMO_NAME)
             err_console.print(f"imported {report}")
-        summary = execute(store, RunOptions(dataset=DEMO_NAME, teacher=teacher, student=student,
-                                            limit=limit))
+        summary = execute(
+            store, RunOptions(dataset=DEMO_NAME, teacher=teacher, student=student, limit=limit)
+        )
         print_summary(summary, store)
         db = store.path
     err_console.print("\n[bold]Try these:[/]")
     for title, query in QUERIES:
-        err_console.print(f"  # {title}\n  srt sql \"{query}\" --db {db}\n", highlight=False)
-    err_console.print("Export the selection: "
-                      f"srt export {summary.run_id} --format alpaca --out kept.json --db {db}")
+        err_console.print(f'  # {title}\n  srt sql "{query}" --db {db}\n', highlight=False)
+    err_console.print(
+        "Export the selection: "
+        f"srt export {summary.run_id} --format alpaca --out kept.json --db {db}"
+    )

@@ -27,8 +27,11 @@ def _describe_gguf(path: Path | None, package: str | None) -> tuple[str, str, st
 
 
 @click.command()
-@click.option("--models-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="An extra models.toml read after the shipped and user files.")
+@click.option(
+    "--models-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An extra models.toml read after the shipped and user files.",
+)
 def models(models_file: Path | None) -> None:
     """List every student and teacher, whether it resolves, its size, vocabulary and context."""
     config = load_models(models_file)
@@ -39,7 +42,9 @@ def models(models_file: Path | None) -> None:
     for spec in config.students.values():
         ok, file, size, vocab, ctx = _describe_gguf(spec.path, spec.package)
         default = " (default)" if spec.name == config.defaults.student else ""
-        settings = f"template={spec.template} max_tokens={spec.max_tokens} gpu_layers={spec.n_gpu_layers}"
+        settings = (
+            f"template={spec.template} max_tokens={spec.max_tokens} gpu_layers={spec.n_gpu_layers}"
+        )
         table.add_row("student", spec.name + default, ok, file, size, vocab, ctx, settings)
     for t in config.teachers.values():
         if t.backend == "ollama":
@@ -51,6 +56,8 @@ def models(models_file: Path | None) -> None:
     console.print(table)
     files = ", ".join(str(f) for f in config.files)
     console.print(f"config read from: {files}\nyour models.toml: {paths.user_models_toml()}")
-    console.print(f"default teacher: {config.defaults.teacher} "
-                  f"(auto tries {config.defaults.ollama_teacher!r}, "
-                  f"then {config.defaults.embedded_teacher!r})")
+    console.print(
+        f"default teacher: {config.defaults.teacher} "
+        f"(auto tries {config.defaults.ollama_teacher!r}, "
+        f"then {config.defaults.embedded_teacher!r})"
+    )

@@ -53,10 +53,15 @@ def execute(store: Store, options: RunOptions, quiet: bool = False) -> RunSummar
             if stage.name not in tasks:
                 tasks[stage.name] = progress.add_task(stage.name, total=stage.total, failed="")
             failed = ", ".join(f"{k}: {v}" for k, v in stage.failed.items())
-            progress.update(tasks[stage.name], completed=stage.done,
-                            failed=f"[red]{failed}[/]" if failed else "")
+            progress.update(
+                tasks[stage.name],
+                completed=stage.done,
+                failed=f"[red]{failed}[/]" if failed else "",
+            )
         eta = f"ETA {p.eta_s:.0f}s" if p.eta_s is not None else "ETA -"
-        progress.update(extra, failed=f"{p.tokens_per_s:.0f} tok/s  {p.calls_per_s:.2f} calls/s  {eta}")
+        progress.update(
+            extra, failed=f"{p.tokens_per_s:.0f} tok/s  {p.calls_per_s:.2f} calls/s  {eta}"
+        )
 
     def log(message: str) -> None:
         progress.console.print(f"[dim]{message}[/]", highlight=False)
@@ -75,14 +80,20 @@ def print_summary(summary: RunSummary, store: Store) -> None:
         f"teacher {summary.teacher}, {summary.teacher_calls} teacher calls"
     )
     table = Table("kept", "rejected", *[f"branch {b}" for b in sorted(summary.by_branch)])
-    table.add_row(str(summary.kept), str(summary.rejected),
-                  *[str(summary.by_branch[b]) for b in sorted(summary.by_branch)])
+    table.add_row(
+        str(summary.kept),
+        str(summary.rejected),
+        *[str(summary.by_branch[b]) for b in sorted(summary.by_branch)],
+    )
     err_console.print(table)
     if summary.failures:
-        err_console.print("failures: " + ", ".join(f"{k}: {v}" for k, v in summary.failures.items()))
+        err_console.print(
+            "failures: " + ", ".join(f"{k}: {v}" for k, v in summary.failures.items())
+        )
     if summary.status == "incomplete":
-        err_console.print("[yellow]some samples met teacher errors; run the same command again "
-                          "to retry them[/]")
+        err_console.print(
+            "[yellow]some samples met teacher errors; run the same command again to retry them[/]"
+        )
     err_console.print(f"store: {store.path}")
 
 
@@ -91,17 +102,34 @@ def print_summary(summary: RunSummary, store: Store) -> None:
 @click.option("--teacher", default=None, help="A teacher of models.toml, or auto (default).")
 @click.option("--student", default=None, help="A student of models.toml or a path to a .gguf.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N samples.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=None,
-              help="Teacher calls at once (default: the teacher's own setting).")
-@click.option("--emit-unreflected", is_flag=True,
-              help="Also emit kept samples whose response stayed unreflected (Q, ori branches).")
-@click.option("--full-grid", is_flag=True,
-              help="Reflect the responses of both branches (A and QA), so later students need no "
-                   "teacher call at all.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Teacher calls at once (default: the teacher's own setting).",
+)
+@click.option(
+    "--emit-unreflected",
+    is_flag=True,
+    help="Also emit kept samples whose response stayed unreflected (Q, ori branches).",
+)
+@click.option(
+    "--full-grid",
+    is_flag=True,
+    help="Reflect the responses of both branches (A and QA), so later students need no "
+    "teacher call at all.",
+)
 @db_option
-def run(dataset: str, teacher: str | None, student: str | None, limit: int | None,
-        concurrency: int | None, emit_unreflected: bool, full_grid: bool,
-        db_path: Path | None) -> None:
+def run(
+    dataset: str,
+    teacher: str | None,
+    student: str | None,
+    limit: int | None,
+    concurrency: int | None,
+    emit_unreflected: bool,
+    full_grid: bool,
+    db_path: Path | None,
+) -> None:
     """Run Selective Reflection-Tuning on an imported DATASET; the same command again resumes.
 
     Stage 1 reflects each instruction and keeps it if the student's IFD rises; stage 2 reflects
@@ -109,9 +137,15 @@ def run(dataset: str, teacher: str | None, student: str | None, limit: int | Non
     r-IFD < 1. Ctrl-C stops cleanly: what was stored is kept.
     """
     config = load_models()
-    options = RunOptions(dataset=dataset, teacher=teacher or config.defaults.teacher,
-                         student=student, limit=limit, concurrency=concurrency,
-                         emit_unreflected=emit_unreflected, full_grid=full_grid)
+    options = RunOptions(
+        dataset=dataset,
+        teacher=teacher or config.defaults.teacher,
+        student=student,
+        limit=limit,
+        concurrency=concurrency,
+        emit_unreflected=emit_unreflected,
+        full_grid=full_grid,
+    )
     with Store.open(db_path) as store:
         summary = execute(store, options)
         print_summary(summary, store)
@@ -139,9 +173,13 @@ def status(run_id: int | None, db_path: Path | None) -> None:
     for name, done in st.stages.items():
         table.add_row(name, str(done), str(st.samples))
     err_console.print(table)
-    err_console.print(f"teacher {st.teacher}, student {st.student}; {st.teacher_calls} teacher calls")
-    err_console.print(f"kept {st.kept}; branches: " +
-                      (", ".join(f"{k} {v}" for k, v in st.by_branch.items()) or "-"))
+    err_console.print(
+        f"teacher {st.teacher}, student {st.student}; {st.teacher_calls} teacher calls"
+    )
+    err_console.print(
+        f"kept {st.kept}; branches: "
+        + (", ".join(f"{k} {v}" for k, v in st.by_branch.items()) or "-")
+    )
     if st.failures:
         err_console.print("failures: " + ", ".join(f"{k} {v}" for k, v in st.failures.items()))
     if st.decisions_per_min is not None:

@@ -25,10 +25,18 @@ def _jsonable(value: Any) -> Any:
 
 @click.command()
 @click.argument("query")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
-              show_default=True)
-@click.option("--snapshot", is_flag=True,
-              help="Query a copy of the store taken now (works while another process writes it).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--snapshot",
+    is_flag=True,
+    help="Query a copy of the store taken now (works while another process writes it).",
+)
 @db_option
 def sql(query: str, fmt: str, snapshot: bool, db_path: Path | None) -> None:
     """Run QUERY read-only on the store. Tables: datasets, samples, import_errors, teacher_calls,
@@ -50,8 +58,11 @@ def sql(query: str, fmt: str, snapshot: bool, db_path: Path | None) -> None:
         writer.writerows(rows)
     elif fmt == "json":
         for row in rows:
-            click.echo(json.dumps({k: _jsonable(v) for k, v in zip(names, row, strict=True)},
-                                  ensure_ascii=False))
+            click.echo(
+                json.dumps(
+                    {k: _jsonable(v) for k, v in zip(names, row, strict=True)}, ensure_ascii=False
+                )
+            )
     else:
         table = Table(*names)
         for row in rows:

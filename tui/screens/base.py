@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, ParamSpec, cast
 
-from textual.widgets import Input, TabbedContent, TabPane, TextArea
+from textual.widgets import Input, TabPane, TextArea
 
 if TYPE_CHECKING:
     from tui.app import SrtApp
@@ -19,14 +19,6 @@ class Pane(TabPane):
     @property
     def srt(self) -> SrtApp:
         return cast("SrtApp", self.app)
-
-    def on_tab_pane_focused(self, event: TabPane.Focused) -> None:
-        """A focus that lands in this tab while another is shown (a late table refresh) must
-        not switch tabs under the user's feet, as TabbedContent would."""
-        tabs = next((a for a in self.ancestors if isinstance(a, TabbedContent)), None)
-        print("PANE HANDLER", self.id, tabs.active if tabs else None)
-        if tabs is not None and tabs.active != self.id:
-            event.stop()
 
     def activated(self) -> None:
         """Refresh what the tab shows; called when it becomes the active tab."""
