@@ -140,7 +140,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             sample_limit    INTEGER,
             emit_unreflected BOOLEAN NOT NULL,
             config          JSON NOT NULL,
-            status          VARCHAR NOT NULL,   -- running | done | failed | cancelled
+            status          VARCHAR NOT NULL,   -- running | paused | done | incomplete | failed | cancelled
             error           VARCHAR,
             created_at      TIMESTAMP NOT NULL DEFAULT current_timestamp,
             updated_at      TIMESTAMP NOT NULL DEFAULT current_timestamp,

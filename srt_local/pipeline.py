@@ -195,6 +195,10 @@ class _ScoreQueue:
         self.stopping = threading.Event()
         self.tokens = 0
         self.error: BaseException | None = None
+        # Imported here, not in the thread, so that a broken install fails the run loudly.
+        from srt_local.scoring import score_cached
+
+        self.score_cached = score_cached
         self.thread = threading.Thread(target=self._loop, name="srt-student", daemon=True)
         self.thread.start()
 
@@ -204,8 +208,6 @@ class _ScoreQueue:
         return future
 
     def _loop(self) -> None:
-        from srt_local.scoring import score_cached
-
         while not self.stopping.is_set():
             try:
                 first = self.items.get(timeout=0.1)
@@ -226,7 +228,7 @@ class _ScoreQueue:
                 self.tokens = base + tokens
 
             try:
-                scores = score_cached(
+                scores = self.score_cached(
                     self.student, [item[2] for item in live], self.store, progress=count
                 )
             except BaseException as exc:

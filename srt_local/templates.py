@@ -9,7 +9,9 @@ For a pair (x, y):
   does (`whole_text = prompt + output`).
 - r-IFD scores x after `reverse_prompt` (T(R(y))).
 - `none` is Superfiltering's choice: no template, the prompt is the text plus a newline.
-- `chat` renders the GGUF's own chat template with one user message and the generation prompt.
+- `chat` renders the GGUF's own chat template with one user message and the generation prompt;
+  its texts are tokenized with control tokens parsed (the template's own markers are text), so a
+  pair that spells out such a marker gets it as a control token too.
 """
 
 from __future__ import annotations

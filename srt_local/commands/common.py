@@ -15,7 +15,8 @@ from srt_local.store import StoreError
 from srt_local.teachers.base import TeacherError
 
 # Data goes to stdout; progress and diagnostics go here.
-err_console = Console(stderr=True)
+# soft_wrap: a message naming a file and line stays on one line, whatever the terminal's width.
+err_console = Console(stderr=True, soft_wrap=True)
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
