@@ -9,13 +9,14 @@ import click
 
 from srt_local import __version__
 from srt_local.commands import demo, export_cmd, import_cmd, models, run_cmd, sql_cmd
-from srt_local.commands.common import run_cli
+from srt_local.commands.common import SrtGroup, run_cli
 from srt_local.commands.reflect import reflect
 from srt_local.commands.score import score
 from srt_local.commands.tui_cmd import tui
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=SrtGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="srt")
 @click.pass_context
 def cli(ctx: click.Context) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from srt_local import paths
+from srt_local.errors import SrtError
 
 TEMPLATES = ("vicuna", "alpaca", "wizardlm", "none", "chat")
 BACKENDS = ("ollama", "llamacpp")
@@ -22,7 +23,7 @@ OUTPUT_MODES = ("markers", "json")
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 
 
-class ConfigError(ValueError):
+class ConfigError(SrtError, ValueError):
     """A models.toml that cannot be used; the message names the file and the key."""
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from srt_local.errors import SrtError
 from srt_local.formats import (
     ExportRow,
     check_out_path,
@@ -24,7 +25,7 @@ from srt_local.pairs import Pair
 from srt_local.store import Store
 
 
-class ExportError(ValueError):
+class ExportError(SrtError, ValueError):
     """The export cannot be made as asked (unknown run, bad top-k)."""
 
 

@@ -13,12 +13,13 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from srt_local.errors import SrtError
 from srt_local.formats import DatasetFileError, ReadResult, RecordError, read_records
 from srt_local.pairs import Pair
 from srt_local.store import Store
 
 
-class ImportProblem(ValueError):
+class ImportProblem(SrtError, ValueError):
     """The import cannot be made as asked."""
 
 
@@ -174,41 +175,37 @@ def _write(store: Store, report: ImportReport, sha256: str, samples: dict[str, _
     )
     # Registered outside the transaction: unregistering inside an aborted one would fail and
     # hide the error that aborted it.
-    with store.lock:
-        store.con.register("_new_samples", new_samples)
-        store.con.register("_new_errors", new_errors)
-        try:
-            with store.transaction() as con:
-                row = con.execute(
-                    "INSERT INTO datasets (name, source_path, source_sha256, format, n_records, "
-                    "n_imported, n_duplicates, n_rejected, n_turns_skipped) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING dataset_id",
-                    [
-                        report.name,
-                        str(report.path.resolve()),
-                        sha256,
-                        report.format,
-                        report.n_records,
-                        report.n_imported,
-                        report.n_duplicates,
-                        report.n_rejected,
-                        report.n_turns_skipped,
-                    ],
-                ).fetchone()
-                assert row is not None
-                dataset_id = int(row[0])
-                con.execute(
-                    "INSERT INTO samples (dataset_id, position, location, instruction, input, "
-                    "output, pair_hash, n_copies) SELECT ?, position, location, instruction, "
-                    "input, output, pair_hash, n_copies FROM _new_samples ORDER BY position",
-                    [dataset_id],
-                )
-                con.execute(
-                    "INSERT INTO import_errors (dataset_id, location, field, reason, record) "
-                    "SELECT ?, location, field, reason, record FROM _new_errors",
-                    [dataset_id],
-                )
-        finally:
-            store.con.unregister("_new_samples")
-            store.con.unregister("_new_errors")
+    with (
+        store.registered(_new_samples=new_samples, _new_errors=new_errors),
+        store.transaction() as con,
+    ):
+        row = con.execute(
+            "INSERT INTO datasets (name, source_path, source_sha256, format, n_records, "
+            "n_imported, n_duplicates, n_rejected, n_turns_skipped) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING dataset_id",
+            [
+                report.name,
+                str(report.path.resolve()),
+                sha256,
+                report.format,
+                report.n_records,
+                report.n_imported,
+                report.n_duplicates,
+                report.n_rejected,
+                report.n_turns_skipped,
+            ],
+        ).fetchone()
+        assert row is not None
+        dataset_id = int(row[0])
+        con.execute(
+            "INSERT INTO samples (dataset_id, position, location, instruction, input, "
+            "output, pair_hash, n_copies) SELECT ?, position, location, instruction, "
+            "input, output, pair_hash, n_copies FROM _new_samples ORDER BY position",
+            [dataset_id],
+        )
+        con.execute(
+            "INSERT INTO import_errors (dataset_id, location, field, reason, record) "
+            "SELECT ?, location, field, reason, record FROM _new_errors",
+            [dataset_id],
+        )
     return dataset_id

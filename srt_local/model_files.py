@@ -16,9 +16,10 @@ from importlib import metadata
 from pathlib import Path
 
 from srt_local import paths
+from srt_local.errors import SrtError
 
 
-class ModelFileError(RuntimeError):
+class ModelFileError(SrtError, RuntimeError):
     """The GGUF of a model entry cannot be found or read."""
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from srt_local.config import ModelsConfig
 from srt_local.decision import Decision, VersionScore, choose_instruction, decide
+from srt_local.errors import SrtError
 from srt_local.model_files import file_sha256, resolve_gguf
 from srt_local.pairs import Pair
 from srt_local.store import Store
@@ -35,7 +36,7 @@ STAGES = ("instruction reflection", "instruction choice", "response reflection",
 RESUMABLE = ("running", "paused", "failed", "incomplete", "done")
 
 
-class PipelineError(RuntimeError):
+class PipelineError(SrtError, RuntimeError):
     """A run that cannot start or go on (unknown dataset, dead teacher...)."""
 
 

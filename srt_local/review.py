@@ -111,9 +111,8 @@ def browse_page(
         "left(regexp_replace(s.instruction, '\\s+', ' ', 'g'), 80) AS instruction "
         f"{base} ORDER BY {flt.order_by()} LIMIT ? OFFSET ?"
     )
-    with store.lock:
-        table = store.con.sql(sql, params=[run_id, *params, limit, offset]).to_arrow_table()
-        total = store.con.execute(f"SELECT count(*) {base}", [run_id, *params]).fetchall()
+    table = store.query_arrow(sql, [run_id, *params, limit, offset])
+    total = store.query(f"SELECT count(*) {base}", [run_id, *params])
     return table, int(total[0][0])
 
 
@@ -313,23 +312,19 @@ def score_distributions(store: Store, run_id: int) -> Distributions:
 
 def datasets_table(store: Store) -> pa.Table:
     """The imported datasets with their counts, newest last."""
-    with store.lock:
-        return store.con.sql(
-            "SELECT dataset_id AS id, name, format, n_records AS records, n_imported AS imported, "
-            "n_duplicates AS duplicates, n_rejected AS rejected, "
-            'n_turns_skipped AS "turns skipped" FROM datasets ORDER BY dataset_id'
-        ).to_arrow_table()
+    return store.query_arrow(
+        "SELECT dataset_id AS id, name, format, n_records AS records, n_imported AS imported, "
+        "n_duplicates AS duplicates, n_rejected AS rejected, "
+        'n_turns_skipped AS "turns skipped" FROM datasets ORDER BY dataset_id'
+    )
 
 
 def import_errors_page(store: Store, dataset_id: int, limit: int) -> tuple[pa.Table, int]:
     """A dataset's rejected records (location, field, reason), capped, and how many there are."""
-    with store.lock:
-        table = store.con.sql(
-            "SELECT location, coalesce(field, '') AS field, reason FROM import_errors "
-            "WHERE dataset_id = ? LIMIT ?",
-            params=[dataset_id, limit],
-        ).to_arrow_table()
-        total = store.con.execute(
-            "SELECT count(*) FROM import_errors WHERE dataset_id = ?", [dataset_id]
-        ).fetchall()
+    table = store.query_arrow(
+        "SELECT location, coalesce(field, '') AS field, reason FROM import_errors "
+        "WHERE dataset_id = ? LIMIT ?",
+        [dataset_id, limit],
+    )
+    total = store.query("SELECT count(*) FROM import_errors WHERE dataset_id = ?", [dataset_id])
     return table, int(total[0][0])

@@ -59,8 +59,7 @@ def store_scores(store: Store, student: Student, scored: Sequence[tuple[str, Pai
         SCORE_COLUMNS
     )
     marks = ", ".join("?" * (5 + len(SCORE_COLUMNS)))
-    with store.transaction() as con:
-        con.executemany(f"INSERT OR IGNORE INTO scores ({columns}) VALUES ({marks})", rows)
+    store.executemany(f"INSERT OR IGNORE INTO scores ({columns}) VALUES ({marks})", rows)
 
 
 def score_cached(

@@ -12,15 +12,19 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from srt_local import paths
+from srt_local.errors import SrtError
 from srt_local.migrations import MIGRATIONS
 
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-class StoreError(RuntimeError):
+
+class StoreError(SrtError, RuntimeError):
     """The store cannot be opened or used."""
 
 
@@ -28,37 +32,71 @@ class StoreBusyError(StoreError):
     """Another process holds the store file for writing."""
 
 
-class Store:
-    """A DuckDB connection with the schema migrated and a lock for use from several threads."""
+# A connection opened with these reads the store and nothing else: DuckDB itself refuses every write
+# to the file (read_only), every other file (COPY ... TO, EXPORT DATABASE, ATTACH, read_csv,
+# INSTALL), extension loading, and every change of a setting, this one included.
+SANDBOX_CONFIG = {
+    "enable_external_access": "false",
+    "autoinstall_known_extensions": "false",
+    "autoload_known_extensions": "false",
+    "allow_community_extensions": "false",
+    "lock_configuration": "true",
+}
 
-    def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, read_only: bool) -> None:
+
+class Store:
+    """A DuckDB connection with the schema migrated and a lock for use from several threads.
+
+    The connection and the lock are private: every use goes through the methods below, so a
+    statement never runs outside the lock and a unit of work never runs outside a transaction.
+    """
+
+    def __init__(
+        self, path: Path, con: duckdb.DuckDBPyConnection, read_only: bool, sandboxed: bool = False
+    ) -> None:
         self.path = path
-        self.con = con
+        self._con = con
         self.read_only = read_only
-        self.lock = threading.RLock()
+        self.sandboxed = sandboxed
+        self._lock = threading.RLock()
         self.snapshot_dir: Path | None = None
 
     @classmethod
-    def open(cls, path: Path | None = None, read_only: bool = False) -> Store:
-        """Open (and create or migrate) the store; `path` defaults to the data dir's srt.duckdb."""
+    def open(
+        cls, path: Path | None = None, read_only: bool = False, sandboxed: bool = False
+    ) -> Store:
+        """Open (and create or migrate) the store; `path` defaults to the data dir's srt.duckdb.
+
+        `sandboxed` (implies read-only) opens it with SANDBOX_CONFIG: nothing but reading the store.
+        """
         path = path or paths.default_db_path()
+        read_only = read_only or sandboxed
         if read_only and not path.exists():
             raise StoreError(f"{path}: no store here yet (run `srt import` or `srt demo` first)")
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(
+                str(path), read_only=read_only, config=dict(SANDBOX_CONFIG) if sandboxed else {}
+            )
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StoreBusyError(busy_message(path, exc)) from None
             raise StoreError(f"{path}: cannot open the store: {exc}") from None
-        store = cls(path, con, read_only)
+        except duckdb.ConnectionException as exc:
+            # This process holds the file already, opened otherwise (the TUI holds it read-write).
+            raise StoreBusyError(
+                f"{path} is open in this process already ({exc}); read a snapshot of it instead"
+            ) from None
+        store = cls(path, con, read_only, sandboxed)
         if not read_only:
             store.migrate()
         return store
 
     @classmethod
     def open_snapshot(cls, path: Path | None = None) -> Store:
-        """A private copy of the store taken now, for reading while another process writes it."""
+        """A private, sandboxed copy of the store taken now, for reading while another process
+        writes it. Sandboxed, so no statement on the copy can write a file (the original included).
+        """
         path = path or paths.default_db_path()
         if not path.exists():
             raise StoreError(f"{path}: no store here yet (run `srt import` or `srt demo` first)")
@@ -68,20 +106,52 @@ class Store:
         wal = path.with_name(path.name + ".wal")
         if wal.exists():
             shutil.copy2(wal, copy.with_name(copy.name + ".wal"))
+        return cls._open_copy(path, folder, copy)
+
+    def snapshot(self) -> Store:
+        """A sandboxed copy of this (open) store, for reading it with SQL a user typed.
+
+        DuckDB lets one process open a file with one configuration only, so a process that holds
+        the store read-write reads a copy: checkpointed first, so the file alone is complete.
+        """
+        folder = Path(tempfile.mkdtemp(prefix="srt-snapshot-"))
+        copy = folder / self.path.name
+        with self._lock:
+            if not self.read_only:
+                self._con.execute("CHECKPOINT")
+            shutil.copy2(self.path, copy)
+            wal = self.path.with_name(self.path.name + ".wal")
+            if wal.exists():
+                shutil.copy2(wal, copy.with_name(copy.name + ".wal"))
+        return self._open_copy(self.path, folder, copy)
+
+    def checkpoint(self) -> tuple[int, int]:
+        """Write the WAL into the file (when writable); then the file's (size, mtime in ns), which
+        change whenever the store does."""
+        with self._lock:
+            if not self.read_only:
+                self._con.execute("CHECKPOINT")
+            stat = self.path.stat()
+        return stat.st_size, stat.st_mtime_ns
+
+    @classmethod
+    def _open_copy(cls, original: Path, folder: Path, copy: Path) -> Store:
         try:
             # Opening for writing replays the copied WAL; the copy is then read like the original.
             duckdb.connect(str(copy)).close()
-            con = duckdb.connect(str(copy), read_only=True)
+            con = duckdb.connect(str(copy), read_only=True, config=dict(SANDBOX_CONFIG))
         except duckdb.Error as exc:
             shutil.rmtree(folder, ignore_errors=True)
-            raise StoreError(f"{path}: the copy was taken mid-write ({exc}); try again") from None
-        store = cls(copy, con, read_only=True)
+            raise StoreError(
+                f"{original}: the copy was taken mid-write ({exc}); try again"
+            ) from None
+        store = cls(copy, con, read_only=True, sandboxed=True)
         store.snapshot_dir = folder
         return store
 
     def close(self) -> None:
-        with self.lock:
-            self.con.close()
+        with self._lock:
+            self._con.close()
         if self.snapshot_dir is not None:
             shutil.rmtree(self.snapshot_dir, ignore_errors=True)
 
@@ -92,40 +162,82 @@ class Store:
         self.close()
 
     def migrate(self) -> None:
-        with self.lock:
-            self.con.execute(
+        with self._lock:
+            self._con.execute(
                 "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, "
                 "applied_at TIMESTAMP DEFAULT current_timestamp)"
             )
-            done = {row[0] for row in self.con.execute("SELECT name FROM _migrations").fetchall()}
+            done = {row[0] for row in self._con.execute("SELECT name FROM _migrations").fetchall()}
             for name, sql in MIGRATIONS:
                 if name in done:
                     continue
-                with self.transaction():
-                    self.con.execute(sql)
-                    self.con.execute("INSERT INTO _migrations (name) VALUES (?)", [name])
+                with self.transaction() as con:
+                    con.execute(sql)
+                    con.execute("INSERT INTO _migrations (name) VALUES (?)", [name])
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One unit of work: committed whole or not at all."""
-        with self.lock:
-            self.con.execute("BEGIN TRANSACTION")
+        """One unit of work: committed whole or not at all. The connection it yields is for this
+        block only; the store's lock is held until the block ends."""
+        with self._lock:
+            self._con.execute("BEGIN TRANSACTION")
             try:
-                yield self.con
+                yield self._con
             except BaseException:
-                self.con.execute("ROLLBACK")
+                self._con.execute("ROLLBACK")
                 raise
-            self.con.execute("COMMIT")
+            self._con.execute("COMMIT")
+
+    @contextmanager
+    def registered(self, **tables: pa.Table) -> Iterator[None]:
+        """Arrow tables visible to SQL by these names for the block (and the lock held)."""
+        with self._lock:
+            for name, table in tables.items():
+                self._con.register(name, table)
+            try:
+                yield
+            finally:
+                for name in tables:
+                    self._con.unregister(name)
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        """One statement, in its own transaction."""
+        with self.transaction() as con:
+            con.execute(sql, params or [])
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for each row, all in one transaction."""
+        with self.transaction() as con:
+            con.executemany(sql, rows)
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        with self.lock:
-            return self.con.execute(sql, params or []).fetchall()
+        with self._lock:
+            return self._con.execute(sql, params or []).fetchall()
 
     def query_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
-        with self.lock:
-            cur = self.con.execute(sql, params or [])
+        with self._lock:
+            cur = self._con.execute(sql, params or [])
             names = [d[0] for d in cur.description or []]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def query_arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        with self._lock:
+            return self._con.execute(sql, params or []).to_arrow_table()
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of its own (its own temporary objects and transaction), closed after the block.
+
+        Only on a sandboxed store, for statements a user typed; the lock is held throughout.
+        """
+        if not self.sandboxed:
+            raise StoreError(f"{self.path}: a cursor is given on a sandboxed store only")
+        with self._lock:
+            cur = self._con.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
 
 
 def busy_message(path: Path, exc: Exception | None = None) -> str:

@@ -231,18 +231,18 @@ def test_top_fraction_float_noise(tmp_path: Path) -> None:
     db = tmp_path / "s.duckdb"
     with Store.open(db) as store:
         report = import_dataset(store, data)
-        store.con.execute(
+        store.execute(
             "INSERT INTO runs (dataset_id, teacher_name, teacher_key, student_name, "
             "student_sha256, template, max_tokens, emit_unreflected, config, status) "
             "VALUES (?, 't', 'k', 's', 'h', 'v', 2048, true, '{}', 'done')",
             [report.dataset_id],
         )
-        store.con.execute(
+        store.execute(
             "INSERT INTO versions (sample_id, teacher_key, kind, instruction, input, output, "
             "pair_hash) SELECT sample_id, '', 'ori', instruction, input, output, pair_hash "
             "FROM samples"
         )
-        store.con.execute(
+        store.execute(
             "INSERT INTO decisions (run_id, sample_id, branch, final_kind, ifd_final, "
             "rifd_final, passes, emitted, reason) SELECT 1, sample_id, 'ori', 'ori', "
             "0.5 + position / 100, 0.5, true, true, 'test' FROM samples"

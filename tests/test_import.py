@@ -234,7 +234,7 @@ def test_a_failed_import_leaves_nothing(tmp_path: Path) -> None:
     db = tmp_path / "s.duckdb"
     with Store.open(db) as store:
         # a stray sample already holds (dataset 1, position 0): the import's insert must fail
-        store.con.execute(
+        store.execute(
             "INSERT INTO samples (dataset_id, position, location, instruction, input, output, "
             "pair_hash) VALUES (1, 0, 'line 1', 'Q', '', 'A', 'h')"
         )

@@ -37,7 +37,7 @@ def test_read_only_refuses_writes_and_missing_files(tmp_path: Path) -> None:
         Store.open(db, read_only=True)
     Store.open(db).close()
     with Store.open(db, read_only=True) as store, pytest.raises(Exception, match="read-only"):
-        store.con.execute("DELETE FROM samples")
+        store.execute("DELETE FROM samples")
 
 
 def test_second_writer_gets_a_message_naming_what_to_do(tmp_path: Path) -> None:

@@ -7,12 +7,9 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.text import Text
 
-from srt_local.config import ConfigError
-from srt_local.model_files import ModelFileError
-from srt_local.pipeline import PipelineError
-from srt_local.store import StoreError
-from srt_local.teachers.base import TeacherError
+from srt_local.errors import SrtError
 
 # Data goes to stdout; progress and diagnostics go here.
 # soft_wrap: a message naming a file and line stays on one line, whatever the terminal's width.
@@ -22,10 +19,32 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 
 
-class UserError(click.ClickException):
-    """A problem the user can fix, printed as one clear message."""
+class UserError(SrtError):
+    """A problem with what a command was given, that the user can fix."""
+
+
+def report_error(message: str) -> None:
+    """One line on stderr; the message is printed as it is (no markup, no emoji codes)."""
+    err_console.print(Text.assemble(("error: ", "bold red"), message), highlight=False)
+
+
+class ReportedError(click.ClickException):
+    """An SrtError on its way out of click: shown as one line, exit code EXIT_USAGE."""
 
     exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        report_error(self.message)
+
+
+class SrtGroup(click.Group):
+    """The `srt` group. The one place where an SrtError from any command becomes a message."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SrtError as exc:
+            raise ReportedError(str(exc)) from None
 
 
 db_option = click.option(
@@ -38,7 +57,7 @@ db_option = click.option(
 
 
 def run_cli(group: click.Group) -> int:
-    """Run the click group, turning known errors into one-line messages and exit codes."""
+    """Run the click group; SrtGroup has already turned SrtErrors into ClickExceptions."""
     try:
         group.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -47,9 +66,6 @@ def run_cli(group: click.Group) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except (ConfigError, ModelFileError, StoreError, PipelineError, TeacherError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted: what was stored is kept; run again to resume[/]")
         return 130

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from srt_local.commands.common import UserError, db_option, err_console
-from srt_local.exporter import ExportError, export_run
-from srt_local.formats import EXPORT_FORMATS, DatasetFileError
+from srt_local.commands.common import db_option, err_console
+from srt_local.exporter import export_run
+from srt_local.formats import EXPORT_FORMATS
 from srt_local.store import Store
 
 
@@ -61,18 +61,15 @@ def export(
     Example: srt export 1 --format sharegpt --out data/kept.json
     """
     with Store.open(db_path, read_only=True) as store:
-        try:
-            report = export_run(
-                store,
-                run_id,
-                fmt,
-                out,
-                top_k=top_k,
-                top_fraction=top_fraction,
-                with_scores=with_scores,
-            )
-        except (ExportError, DatasetFileError) as exc:
-            raise UserError(str(exc)) from None
+        report = export_run(
+            store,
+            run_id,
+            fmt,
+            out,
+            top_k=top_k,
+            top_fraction=top_fraction,
+            with_scores=with_scores,
+        )
     cut = "" if report.n_written == report.n_selected else f" (top {report.n_written} by IFD)"
     err_console.print(
         f"wrote {report.n_written} of {report.n_selected} selected samples{cut} to {report.path} "

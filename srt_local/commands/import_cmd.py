@@ -10,8 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from srt_local.commands.common import UserError, db_option, err_console
-from srt_local.formats import FORMATS, DatasetFileError, RecordError
-from srt_local.importer import ImportProblem, ImportReport, import_dataset
+from srt_local.formats import FORMATS, RecordError
+from srt_local.importer import ImportReport, import_dataset
 from srt_local.store import Store
 
 SHOW_ERRORS = 20  # bad records listed on stderr before "and N more"
@@ -49,10 +49,7 @@ def import_(file: Path, fmt: str, name: str | None, strict: bool, db_path: Path 
     import_errors table; the good ones go in. Exact duplicates are stored once and counted.
     """
     with Store.open(db_path) as store:
-        try:
-            report = import_dataset(store, file, fmt=fmt, name=name, strict=strict)
-        except (DatasetFileError, ImportProblem) as exc:
-            raise UserError(str(exc)) from None
+        report = import_dataset(store, file, fmt=fmt, name=name, strict=strict)
         db = store.path
     if report.already_imported:
         err_console.print(

@@ -18,7 +18,6 @@ from rich.table import Table
 from srt_local.commands.common import UserError, db_option, err_console
 from srt_local.config import load_models
 from srt_local.pipeline import (
-    PipelineError,
     RunOptions,
     RunProgress,
     RunSummary,
@@ -32,10 +31,7 @@ from srt_local.store import Store
 def execute(store: Store, options: RunOptions, quiet: bool = False) -> RunSummary:
     """Prepare (or find) the run for these options and drive it to its end with a progress display."""
     config = load_models()
-    try:
-        run_id = prepare_run(store, options, config)
-    except PipelineError as exc:
-        raise UserError(str(exc)) from None
+    run_id = prepare_run(store, options, config)
     progress = Progress(
         TextColumn("{task.description:<24}"),
         BarColumn(),
@@ -67,10 +63,7 @@ def execute(store: Store, options: RunOptions, quiet: bool = False) -> RunSummar
         progress.console.print(f"[dim]{message}[/]", highlight=False)
 
     with progress:
-        try:
-            summary = run_pipeline(store, run_id, config, progress=show, log=log)
-        except PipelineError as exc:
-            raise UserError(str(exc)) from None
+        summary = run_pipeline(store, run_id, config, progress=show, log=log)
     return summary
 
 

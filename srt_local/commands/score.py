@@ -26,7 +26,7 @@ from rich.text import Text
 
 from srt_local.commands.common import UserError, db_option, err_console
 from srt_local.config import TEMPLATES, load_models
-from srt_local.formats import DatasetFileError, read_records
+from srt_local.formats import read_records
 from srt_local.pairs import Pair
 from srt_local.scoring import score_cached
 from srt_local.store import Store
@@ -130,7 +130,7 @@ def score(
 def _read_pairs(path: Path, limit: int | None) -> list[Pair]:
     try:
         result = read_records(path, "alpaca")
-    except (DatasetFileError, OSError) as exc:
+    except OSError as exc:
         raise UserError(str(exc)) from None
     if result.errors:
         for error in result.errors:

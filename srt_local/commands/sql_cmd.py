@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-import duckdb
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from srt_local.commands.common import UserError, db_option
-from srt_local.store import Store
+from srt_local.commands.common import db_option
+from srt_local.readonly_sql import open_reader, run_sql
 
 
 def _jsonable(value: Any) -> Any:
@@ -44,14 +44,9 @@ def sql(query: str, fmt: str, snapshot: bool, db_path: Path | None) -> None:
 
     Example: srt sql "SELECT branch, count(*) FROM decisions GROUP BY branch"
     """
-    opened = Store.open_snapshot(db_path) if snapshot else Store.open(db_path, read_only=True)
-    with opened as store:
-        try:
-            cur = store.con.execute(query)
-        except duckdb.Error as exc:
-            raise UserError(f"SQL error: {exc}") from None
-        names = [d[0] for d in cur.description or []]
-        rows = cur.fetchall()
+    with open_reader(db_path, snapshot) as store:
+        result = run_sql(store, query)
+    names, rows = result.columns, result.rows()
     if fmt == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(names)
@@ -64,8 +59,11 @@ def sql(query: str, fmt: str, snapshot: bool, db_path: Path | None) -> None:
                 )
             )
     else:
-        table = Table(*names)
+        # Text, not str: a cell (or a column name) is data, never Rich markup.
+        table = Table()
+        for name in names:
+            table.add_column(Text(name))
         for row in rows:
-            table.add_row(*["NULL" if v is None else str(v) for v in row])
+            table.add_row(*[Text("NULL" if v is None else str(v)) for v in row])
         Console().print(table)
         click.echo(f"{len(rows)} row{'s' if len(rows) != 1 else ''}", err=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from srt_local.errors import SrtError
 from srt_local.formats.records import (
     FORMATS,
     RAW_LIMIT,
@@ -34,7 +35,7 @@ EXTENSIONS = (".json", ".jsonl", ".csv", ".parquet")
 CSV_COLUMNS = ("instruction", "input", "output")
 
 
-class DatasetFileError(ValueError):
+class DatasetFileError(SrtError, ValueError):
     """The file cannot be read as a dataset at all."""
 
 

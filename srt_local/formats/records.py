@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from srt_local.errors import SrtError
 from srt_local.pairs import Pair
 
 FORMATS = ("alpaca", "sharegpt", "messages")
@@ -105,7 +106,7 @@ def detect_format(record: Any) -> str | None:
     return next((fmt for fmt in FORMAT_KEYS if _has_keys(record, fmt)), None)
 
 
-class RecordProblems(Exception):
+class RecordProblems(SrtError):
     """Every problem found in one record."""
 
     def __init__(self, problems: list[FieldProblem]) -> None:

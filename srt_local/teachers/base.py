@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from srt_local.errors import SrtError
 from srt_local.pairs import Pair
 
 OUTCOMES = ("ok", "parse_failed", "empty", "echo", "refused", "error")
 
 
-class TeacherError(RuntimeError):
+class TeacherError(SrtError, RuntimeError):
     """The teacher cannot go on (model not pulled, server gone, a request the server rejects).
 
     `calls` holds the requests made for the reflection in progress, so they can still be stored.

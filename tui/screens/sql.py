@@ -1,24 +1,20 @@
 """SQL: an editor, the tables and their columns, results in a fast table, errors inline; read-only.
 
-The app holds the store read-write (DuckDB allows one writer per file), so read-only is enforced
-twice: only reading statements are accepted, and they run on a separate cursor inside a
-transaction that is always rolled back.
+Queries run through srt_local.readonly_sql, as `srt sql` does: the app holds the store read-write,
+so they run on a sandboxed snapshot of it, where DuckDB itself refuses anything that writes.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import ClassVar
 
-import duckdb
-import pyarrow as pa
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static, TextArea, Tree
 
+from srt_local.readonly_sql import LiveReader, SqlError, SqlResult
 from srt_local.store import Store
 from tui.screens.base import Pane
 from tui.widgets.arrow_table import ArrowTable
@@ -30,85 +26,6 @@ FROM decisions
 GROUP BY branch
 ORDER BY n DESC, branch;
 """
-READING = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN, duckdb.StatementType.PRAGMA}
-# PRAGMAs that only report; the others change settings.
-READING_PRAGMAS = (
-    "table_info",
-    "show",
-    "show_tables",
-    "show_tables_expanded",
-    "database_list",
-    "database_size",
-    "storage_info",
-    "version",
-    "platform",
-    "metadata_info",
-    "functions",
-    "collations",
-    "user_agent",
-)
-# Functions that change state even inside a rolled-back transaction.
-SIDE_EFFECTS = re.compile(r"\b(nextval|setval)\s*\(", re.IGNORECASE)
-
-
-class ReadOnlyError(ValueError):
-    """A statement that could change the store."""
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    table: pa.Table
-    total: int  # rows the last statement returned, of which `table` holds at most ROW_CAP
-
-
-def check_read_only(sql: str) -> list[duckdb.Statement]:
-    """The statements of `sql`, if every one only reads; else ReadOnlyError naming the first."""
-    statements = duckdb.extract_statements(sql)
-    if not statements:
-        raise ReadOnlyError("nothing to run")
-    for st in statements:
-        text = st.query.strip()
-        first = text.split(None, 1)[0].upper() if text else ""
-        if st.type not in READING:
-            raise ReadOnlyError(
-                f"read only: {first or st.type.name} statements are not allowed here (SELECT, "
-                "WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN and reporting PRAGMAs are)"
-            )
-        if st.type == duckdb.StatementType.PRAGMA:
-            name = re.sub(r"^pragma\s+", "", text, flags=re.IGNORECASE).split("(")[0].strip()
-            if "=" in text or name.lower() not in READING_PRAGMAS:
-                raise ReadOnlyError(f"read only: PRAGMA {name} changes settings")
-        if SIDE_EFFECTS.search(text):
-            raise ReadOnlyError("read only: nextval()/setval() change a sequence")
-    return statements
-
-
-def run_read_only(store: Store, sql: str, cap: int = ROW_CAP) -> QueryResult:
-    """Run reading SQL on its own cursor in a transaction that is rolled back; the last result."""
-    statements = check_read_only(sql)
-    with store.lock:
-        cur = store.con.cursor()
-    try:
-        cur.execute("BEGIN TRANSACTION")
-        try:
-            for st in statements[:-1]:
-                cur.execute(st.query)
-            last = statements[-1]
-            rel = cur.sql(last.query)
-            if last.type == duckdb.StatementType.SELECT:
-                total = int(rel.count("*").fetchall()[0][0])
-                table = rel.limit(cap).to_arrow_table()
-            else:
-                table = rel.to_arrow_table()
-                total = table.num_rows
-                table = table.slice(0, cap)
-        finally:
-            cur.execute("ROLLBACK")
-    finally:
-        cur.close()
-    return QueryResult(table, total)
-
-
 def schema(store: Store) -> dict[str, list[tuple[str, str]]]:
     """Every table and view of the store with its columns and types, in definition order."""
     tables: dict[str, list[tuple[str, str]]] = {}
@@ -143,8 +60,12 @@ class SqlPane(Pane):
                 yield ArrowTable("results appear here", id="results")
 
     def on_mount(self) -> None:
+        self.reader = LiveReader(self.srt.store)
         self.query_one("#schema", Tree).show_root = False
         self.load_schema()
+
+    def on_unmount(self) -> None:
+        self.reader.close()
 
     def activated(self) -> None:
         self.load_schema()
@@ -189,13 +110,13 @@ class SqlPane(Pane):
     @work(thread=True, group="sql-run", exclusive=True, exit_on_error=False)
     def execute(self, sql: str) -> None:
         try:
-            result = run_read_only(self.srt.store, sql)
-        except (ReadOnlyError, duckdb.Error) as exc:
+            result = self.reader.run(sql, cap=ROW_CAP)
+        except SqlError as exc:
             self.from_thread(self.set_status, str(exc), "error")
             return
         self.from_thread(self._show_result, result)
 
-    async def _show_result(self, result: QueryResult) -> None:
+    async def _show_result(self, result: SqlResult) -> None:
         n = result.table.num_rows
         caption = (
             f"{result.total:,} row{'' if result.total == 1 else 's'}"
