@@ -16,7 +16,10 @@ from srt_local.commands.tui_cmd import tui
 
 
 @click.group(
-    cls=SrtGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+    cls=SrtGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="srt")
 @click.pass_context
 def cli(ctx: click.Context) -> None:

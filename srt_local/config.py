@@ -16,9 +16,10 @@ from typing import Any
 
 from srt_local import paths
 from srt_local.errors import SrtError
+from srt_local.teachers.registry import BACKENDS as REGISTERED
 
 TEMPLATES = ("vicuna", "alpaca", "wizardlm", "none", "chat")
-BACKENDS = ("ollama", "llamacpp")
+BACKENDS = tuple(REGISTERED)
 OUTPUT_MODES = ("markers", "json")
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 
@@ -241,12 +242,12 @@ def _parse_teacher(name: str, data: Mapping[str, Any], file: Path) -> TeacherSpe
         "backend", t.get("backend", str), BACKENDS.__contains__, "one of " + ", ".join(BACKENDS)
     )
     if backend is None:
-        raise t.error("backend", "missing (ollama or llamacpp)")
+        raise t.error("backend", f"missing ({' or '.join(BACKENDS)})")
     model = path = package = None
-    if backend == "ollama":
+    if REGISTERED[backend].source == "server":
         model = t.get("model", str)
         if not model:
-            raise t.error("model", "missing: the Ollama model name, e.g. 'llama3.1:8b'")
+            raise t.error("model", f"missing: the {backend} model name, e.g. 'llama3.1:8b'")
     else:
         path, package = _source(t, file.parent)
     options_data = t.get("options", dict, {})

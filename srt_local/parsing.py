@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from srt_local.pairs import Pair
 from srt_local.prompts import JSON_KEYS, PLACEHOLDERS
-from srt_local.teachers.base import Reflection
+from srt_local.reflection import Reflection
 
 _MARKER = re.compile(
     r"(?:^[ \t]*#{1,6}[ \t]*)?"  # a markdown heading, only at the start of a line

@@ -222,7 +222,7 @@ class Store:
 
     def query_arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         with self._lock:
-            return self._con.execute(sql, params or []).to_arrow_table()
+            return self._con.sql(sql, params=params or None).to_arrow_table()
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -7,23 +7,24 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from srt_local import paths
-from srt_local.config import load_models
-from srt_local.model_files import ModelFileError, read_gguf_info, resolve_gguf
+from srt_local.config import StudentSpec, load_models
+from srt_local.model_status import ModelStatus, model_statuses
 
 
-def _describe_gguf(path: Path | None, package: str | None) -> tuple[str, str, str, str, str]:
-    """(resolves, file, size, vocab, context) for a GGUF-backed entry."""
-    try:
-        file = resolve_gguf(path, package)
-    except ModelFileError as exc:
-        return "[red]no[/]", str(exc), "", "", ""
-    info = read_gguf_info(file)
-    size = f"{file.stat().st_size / 1e6:.0f} MB"
-    vocab = f"{info.vocab_size:,}" if info.vocab_size else "?"
-    ctx = f"{info.context_length:,}" if info.context_length else "?"
-    return "[green]yes[/]", str(file), size, vocab, ctx
+def _columns(row: ModelStatus) -> tuple[Text, Text, str, str, str]:
+    """(resolves, source, size, vocab, context) as this table shows them."""
+    if row.served:
+        return Text("(server)"), Text(f"{row.source} @ {row.host}"), "", "", ""
+    if row.file is None or row.problem is not None:
+        return Text("no", style="red"), Text(row.problem or ""), "", "", ""
+    info = row.gguf
+    size = f"{(row.size_bytes or 0) / 1e6:.0f} MB"
+    vocab = f"{info.vocab_size:,}" if info and info.vocab_size else "?"
+    ctx = f"{info.context_length:,}" if info and info.context_length else "?"
+    return Text("yes", style="green"), Text(str(row.file)), size, vocab, ctx
 
 
 @click.command()
@@ -39,20 +40,19 @@ def models(models_file: Path | None) -> None:
     table = Table(title="Models", title_justify="left")
     for column in ("role", "name", "resolves", "source", "size", "vocab", "context", "settings"):
         table.add_column(column, overflow="fold")
-    for spec in config.students.values():
-        ok, file, size, vocab, ctx = _describe_gguf(spec.path, spec.package)
-        default = " (default)" if spec.name == config.defaults.student else ""
-        settings = (
-            f"template={spec.template} max_tokens={spec.max_tokens} gpu_layers={spec.n_gpu_layers}"
-        )
-        table.add_row("student", spec.name + default, ok, file, size, vocab, ctx, settings)
-    for t in config.teachers.values():
-        if t.backend == "ollama":
-            ok, source, size, vocab, ctx = "(server)", f"{t.model} @ {t.resolved_host}", "", "", ""
+    for row in model_statuses(config, read_headers=True):
+        ok, source, size, vocab, ctx = _columns(row)
+        spec = row.spec
+        if isinstance(spec, StudentSpec):
+            name = spec.name + (" (default)" if "student" in row.defaults else "")
+            settings = (
+                f"template={spec.template} max_tokens={spec.max_tokens} "
+                f"gpu_layers={spec.n_gpu_layers}"
+            )
         else:
-            ok, source, size, vocab, ctx = _describe_gguf(t.path, t.package)
-        settings = f"backend={t.backend} output={t.output} num_ctx={t.options.num_ctx}"
-        table.add_row("teacher", t.name, ok, source, size, vocab, ctx, settings)
+            name = spec.name
+            settings = f"backend={spec.backend} output={spec.output} num_ctx={spec.options.num_ctx}"
+        table.add_row(row.role, Text(name), ok, source, size, vocab, ctx, Text(settings))
     console.print(table)
     files = ", ".join(str(f) for f in config.files)
     console.print(f"config read from: {files}\nyour models.toml: {paths.user_models_toml()}")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
-
 from srt_local.config import ModelsConfig, TeacherSpec
-from srt_local.teachers.base import Teacher, TeacherError
+from srt_local.teachers.base import Teacher
+from srt_local.teachers.registry import backend
 
 # How long `auto` waits for an Ollama server before settling for the embedded teacher.
 PROBE_TIMEOUT = 3.0
@@ -45,27 +44,13 @@ async def open_teacher(
 
 async def probe_ollama(spec: TeacherSpec, timeout: float = PROBE_TIMEOUT) -> str | None:
     """None if the Ollama teacher can serve now, else why not (in words)."""
-    from ollama import AsyncClient
+    from srt_local.model_status import teacher_status
 
-    from srt_local.teachers.ollama import inspect_model
-
-    if spec.backend != "ollama":
+    if backend(spec.backend).source != "server":
         return f"{spec.name!r} is not an Ollama teacher (backend {spec.backend})"
-    client = AsyncClient(host=spec.resolved_host, timeout=httpx.Timeout(timeout))
-    try:
-        await inspect_model(client, spec)
-    except TeacherError as exc:
-        return str(exc)
-    finally:
-        await client.close()
-    return None
+    status = await teacher_status(spec, timeout)
+    return None if status.usable else status.detail
 
 
 async def _open(spec: TeacherSpec, concurrency: int | None) -> Teacher:
-    if spec.backend == "ollama":
-        from srt_local.teachers.ollama import OllamaTeacher
-
-        return await OllamaTeacher.open(spec, concurrency=concurrency)
-    from srt_local.teachers.llamacpp import LlamaCppTeacher
-
-    return await LlamaCppTeacher.open(spec)
+    return await backend(spec.backend).open(spec, concurrency)

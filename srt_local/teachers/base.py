@@ -12,6 +12,9 @@ from typing import Any, Protocol
 
 from srt_local.errors import SrtError
 from srt_local.pairs import Pair
+from srt_local.reflection import Reflection
+
+__all__ = ["OUTCOMES", "ReflectResult", "Reflection", "Teacher", "TeacherCall", "TeacherError"]
 
 OUTCOMES = ("ok", "parse_failed", "empty", "echo", "refused", "error")
 
@@ -25,28 +28,6 @@ class TeacherError(SrtError, RuntimeError):
     def __init__(self, message: str, calls: list[TeacherCall] | None = None) -> None:
         super().__init__(message)
         self.calls: list[TeacherCall] = calls or []
-
-
-@dataclass(frozen=True)
-class Reflection:
-    """The parsed content of a reply.
-
-    Instruction stage: a new, self-contained instruction (input "") and its answer.
-    Response stage: instruction None (unchanged), the pair's own input, and the better answer.
-    """
-
-    critique: str | None
-    instruction: str | None
-    input: str
-    output: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "critique": self.critique,
-            "instruction": self.instruction,
-            "input": self.input,
-            "output": self.output,
-        }
 
 
 @dataclass

@@ -203,3 +203,8 @@ def _formatter(llama: Llama) -> Any:
         bos_token=text(llama.token_bos()),
         stop_token_ids=[llama.token_eos()],
     )
+
+
+async def open_backend(spec: TeacherSpec, concurrency: int | None) -> LlamaCppTeacher:
+    """The registry's entry point; an embedded model runs one call at a time, whatever is asked."""
+    return await LlamaCppTeacher.open(spec)

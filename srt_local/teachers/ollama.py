@@ -22,6 +22,7 @@ from srt_local.config import TeacherSpec
 from srt_local.prompts import Prompt, estimate_tokens
 from srt_local.teachers.base import TeacherError
 from srt_local.teachers.chat import ChatTeacher, Generation, RetryPolicy
+from srt_local.teachers.registry import ServerCheck
 
 # Ollama's own default for OLLAMA_NUM_PARALLEL is 4 or 1 depending on free memory; 4 keeps a
 # server that runs 4 busy and only queues on one that runs 1.
@@ -45,8 +46,21 @@ def unreachable_message(host: str) -> str:
     )
 
 
+def tagged(model: str) -> str:
+    """Ollama's rule: a model named without a tag is its `:latest` (a registry's port is no tag)."""
+    return model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
+
+
 def not_pulled_message(host: str, model: str) -> str:
     return f"the Ollama server at {host} has no model {model!r}: pull it with `ollama pull {model}`"
+
+
+class ModelCheckError(TeacherError):
+    """The server cannot serve the model; `state` says why in a word (a ServerCheck state)."""
+
+    def __init__(self, message: str, state: str) -> None:
+        super().__init__(message)
+        self.state = state
 
 
 class _StreamCut(Exception):
@@ -208,20 +222,26 @@ async def inspect_model(
     model = spec.model or ""
     try:
         tags = await client.list()
-        entry = next((m for m in tags.models if m.model in (model, f"{model}:latest")), None)
+        entry = next((m for m in tags.models if m.model and tagged(m.model) == tagged(model)), None)
         if entry is None:
-            raise TeacherError(not_pulled_message(host, model))
+            raise ModelCheckError(not_pulled_message(host, model), "not pulled")
         shown = await client.show(model)
     except (ConnectionError, httpx.ConnectError):
-        raise TeacherError(unreachable_message(host)) from None
+        raise ModelCheckError(unreachable_message(host), "unreachable") from None
     except httpx.TimeoutException:
-        raise TeacherError(f"the Ollama server at {host} did not answer in time") from None
+        raise ModelCheckError(
+            f"the Ollama server at {host} did not answer in time", "unreachable"
+        ) from None
     except ResponseError as exc:
         if exc.status_code == 404:
-            raise TeacherError(not_pulled_message(host, model)) from None
-        raise TeacherError(f"the Ollama server at {host} answered with an error: {exc}") from None
+            raise ModelCheckError(not_pulled_message(host, model), "not pulled") from None
+        raise ModelCheckError(
+            f"the Ollama server at {host} answered with an error: {exc}", "error"
+        ) from None
     except (httpx.HTTPError, json.JSONDecodeError, pydantic.ValidationError) as exc:
-        raise TeacherError(f"the server at {host} does not answer like Ollama: {exc}") from None
+        raise ModelCheckError(
+            f"the server at {host} does not answer like Ollama: {exc}", "error"
+        ) from None
     details: dict[str, Any] = {}
     if shown.details is not None:
         details.update(shown.details.model_dump(exclude_none=True))
@@ -229,6 +249,27 @@ async def inspect_model(
         if key.endswith(".context_length"):
             details["context_length"] = value
     return entry.digest, details
+
+
+async def open_backend(spec: TeacherSpec, concurrency: int | None) -> OllamaTeacher:
+    """The registry's entry point."""
+    return await OllamaTeacher.open(spec, concurrency=concurrency)
+
+
+async def check_server(spec: TeacherSpec, timeout: float) -> ServerCheck:
+    """Is the server up and the model pulled? Asked once, with `timeout` for the whole answer."""
+    host = spec.resolved_host
+    model = spec.model or ""
+    client = AsyncClient(host=host, timeout=httpx.Timeout(timeout))
+    try:
+        await inspect_model(client, spec)
+    except ModelCheckError as exc:
+        return ServerCheck(False, exc.state, str(exc))
+    finally:
+        await client.close()
+    return ServerCheck(
+        True, "pulled", f"{spec.name}: {model} is pulled on the Ollama server at {host}"
+    )
 
 
 def _failed(kind: str, message: str, ours: int, retryable: bool = True) -> Generation:

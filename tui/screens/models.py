@@ -6,10 +6,7 @@ are asked, with a short timeout, in an async worker. The table shows what is kno
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import ClassVar
 
 import pyarrow as pa
@@ -18,9 +15,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
-from srt_local import paths
-from srt_local.config import ConfigError, ModelsConfig, TeacherSpec
-from srt_local.model_files import ModelFileError, install_hint, resolve_gguf
+from srt_local.config import ConfigError
+from srt_local.model_status import (
+    UNCHECKED,
+    ModelStatus,
+    check_servers,
+    gpu_offload_supported,
+    model_statuses,
+)
 from tui.screens.base import Pane
 from tui.widgets.arrow_table import ArrowTable, DataTable
 
@@ -47,120 +49,30 @@ class ModelRow:
         return pa.table({n: pa.array([getattr(r, n) for r in rows], pa.string()) for n in names})
 
 
-def gguf_row(
-    role: str,
-    name: str,
-    default: str,
-    path: Path | None,
-    package: str | None,
-    gpu_layers: int,
-    gpu_offload: bool | None,
-) -> ModelRow:
-    """A llama.cpp model: is its GGUF here, how big, and how many layers go to the GPU."""
-    source = f"pip {package}" if package else (path.name if path else "?")
-    if gpu_offload is None:
+def model_row(status: ModelStatus, gpu_offload: bool | None) -> ModelRow:
+    """A status as this table shows it; the GPU column from llama.cpp's build and the config."""
+    if status.served:
+        gpu = "server"
+    elif gpu_offload is None:
         gpu = "…"
-    elif gpu_layers == 0:
+    elif status.gpu_layers == 0:
         gpu = "off"
     elif gpu_offload:
-        gpu = "all layers" if gpu_layers < 0 else f"{gpu_layers} layers"
+        layers = status.gpu_layers if status.gpu_layers is not None else -1
+        gpu = "all layers" if layers < 0 else f"{layers} layers"
     else:
         gpu = "none (CPU build)"
-    try:
-        file = resolve_gguf(path, package)
-    except ModelFileError as exc:
-        fix = f"; {install_hint(package)}" if package else ""
-        return ModelRow(role, name, default, "llama.cpp", source, "missing", "", gpu, f"{exc}{fix}")
-    size = f"{file.stat().st_size / 1e6:,.0f} MB"
     return ModelRow(
-        role,
-        name,
-        default,
-        "llama.cpp",
-        source,
-        "GGUF present",
-        size,
+        status.role,
+        status.name,
+        ", ".join(status.defaults),
+        status.label,
+        status.source,
+        "checking…" if status.state == UNCHECKED else status.state,
+        "" if status.size_bytes is None else f"{status.size_bytes / 1e6:,.0f} MB",
         gpu,
-        f"{name}: {short_path(file)}",
+        status.detail,
     )
-
-
-def short_path(path: Path) -> str:
-    """A path with the data dir, the Python environment or the home dir abbreviated."""
-    for root, mark in (
-        (paths.data_dir(), "<data dir>"),
-        (Path(sys.prefix), "<python env>"),
-        (Path.home(), "~"),
-    ):
-        try:
-            return str(Path(mark) / path.resolve().relative_to(root.resolve()))
-        except ValueError:
-            continue
-    return str(path)
-
-
-def ollama_row(t: TeacherSpec, default: str, status: str, detail: str) -> ModelRow:
-    return ModelRow(
-        "teacher", t.name, default, "ollama", t.model or "?", status, "", "server", detail
-    )
-
-
-def gpu_offload_supported() -> bool:
-    """Whether this llama.cpp build can put layers on a GPU (CUDA, Metal, Vulkan...)."""
-    import llama_cpp
-
-    return bool(llama_cpp.llama_supports_gpu_offload())
-
-
-def base_rows(config: ModelsConfig, gpu_offload: bool | None) -> list[ModelRow]:
-    """Every model; Ollama teachers not yet asked."""
-    d = config.defaults
-    rows: list[ModelRow] = []
-    for s in config.students.values():
-        default = "student" if s.name == d.student else ""
-        rows.append(
-            gguf_row("student", s.name, default, s.path, s.package, s.n_gpu_layers, gpu_offload)
-        )
-    for t in config.teachers.values():
-        marks = [
-            m
-            for m, n in (
-                ("teacher", d.teacher),
-                ("auto: ollama", d.ollama_teacher),
-                ("auto: embedded", d.embedded_teacher),
-            )
-            if n == t.name
-        ]
-        default = ", ".join(marks)
-        if t.backend == "ollama":
-            rows.append(
-                ollama_row(t, default, "checking…", f"{t.name}: {t.model} at {t.resolved_host}")
-            )
-        else:
-            rows.append(
-                gguf_row("teacher", t.name, default, t.path, t.package, t.n_gpu_layers, gpu_offload)
-            )
-    return rows
-
-
-async def ollama_status(t: TeacherSpec) -> tuple[str, str]:
-    """(status, detail) of an Ollama teacher: server reachable? model pulled?"""
-    import httpx
-    from ollama import AsyncClient, ResponseError
-
-    from srt_local.teachers.ollama import not_pulled_message, unreachable_message
-
-    host = t.resolved_host
-    client = AsyncClient(host=host, timeout=OLLAMA_TIMEOUT_S)
-    try:
-        listing = await client.list()
-    except (ConnectionError, httpx.HTTPError, ResponseError, OSError):
-        return "unreachable", unreachable_message(host)
-    names = {m.model for m in listing.models if m.model}
-    wanted = t.model or ""
-    if names & {wanted, wanted if ":" in wanted else f"{wanted}:latest"}:
-        return "pulled", f"{t.name}: {wanted} is pulled on the Ollama server at {host}"
-    return "not pulled", not_pulled_message(host, wanted)
 
 
 class ModelsPane(Pane):
@@ -193,24 +105,17 @@ class ModelsPane(Pane):
         except ConfigError as exc:
             self.from_thread(self._config_error, str(exc))
             return
-        self.from_thread(self._show, base_rows(config, self.gpu_offload))
+        statuses = model_statuses(config)
+        self.from_thread(self._show, [model_row(s, self.gpu_offload) for s in statuses])
         if self.gpu_offload is None:
             self.gpu_offload = gpu_offload_supported()
-            self.from_thread(self._show, base_rows(config, self.gpu_offload))
-        self.app.call_from_thread(self.check_servers, config)
+            self.from_thread(self._show, [model_row(s, self.gpu_offload) for s in statuses])
+        self.app.call_from_thread(self.check_servers, statuses)
 
     @work(group="models-servers", exclusive=True, exit_on_error=False)
-    async def check_servers(self, config: ModelsConfig) -> None:
-        teachers = [t for t in config.teachers.values() if t.backend == "ollama"]
-        results = await asyncio.gather(*(ollama_status(t) for t in teachers))
-        found = {t.name: r for t, r in zip(teachers, results, strict=True)}
-        rows = [
-            replace(r, status=found[r.name][0], detail=found[r.name][1])
-            if r.backend == "ollama" and r.name in found
-            else r
-            for r in self.rows
-        ]
-        await self._show(rows)
+    async def check_servers(self, statuses: list[ModelStatus]) -> None:
+        checked = await check_servers(statuses, OLLAMA_TIMEOUT_S)
+        await self._show([model_row(s, self.gpu_offload) for s in checked])
 
     async def _show(self, rows: list[ModelRow]) -> None:
         self.rows = rows

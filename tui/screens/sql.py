@@ -26,6 +26,8 @@ FROM decisions
 GROUP BY branch
 ORDER BY n DESC, branch;
 """
+
+
 def schema(store: Store) -> dict[str, list[tuple[str, str]]]:
     """Every table and view of the store with its columns and types, in definition order."""
     tables: dict[str, list[tuple[str, str]]] = {}

@@ -1,0 +1,67 @@
+"""One error root: every error meant for the user is an SrtError, and `srt` reports it in one
+place, as one literal line on stderr with no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from srt_local.cli import cli
+from srt_local.commands.common import UserError
+from srt_local.config import ConfigError
+from srt_local.errors import SrtError
+from srt_local.exporter import ExportError
+from srt_local.formats import DatasetFileError
+from srt_local.formats.records import RecordProblems
+from srt_local.importer import DatasetExistsError, ImportProblem
+from srt_local.model_files import ModelFileError
+from srt_local.pipeline import PipelineError
+from srt_local.readonly_sql import SqlError, SqlRefused
+from srt_local.store import StoreBusyError, StoreError
+from srt_local.teachers.base import TeacherError
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConfigError,
+        DatasetExistsError,
+        DatasetFileError,
+        ExportError,
+        ImportProblem,
+        ModelFileError,
+        PipelineError,
+        RecordProblems,
+        SqlError,
+        SqlRefused,
+        StoreBusyError,
+        StoreError,
+        TeacherError,
+        UserError,
+    ],
+)
+def test_every_user_error_derives_from_the_root(error: type[Exception]) -> None:
+    assert issubclass(error, SrtError)
+
+
+def test_an_error_is_one_literal_line(tmp_path: Path) -> None:
+    models = tmp_path / "models.toml"
+    models.write_text('[students.x]\npath = "x.gguf"\ncolour = ":x: [bold]"\n')
+    result = CliRunner().invoke(cli, ["models", "--models-file", str(models)])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "[students.x]" in lines[0] and "'colour'" in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_an_error_from_the_engine_reaches_the_user_unchanged(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    result = CliRunner().invoke(cli, ["status", "--db", str(db)])
+    assert result.exit_code == 2
+    assert (
+        result.stderr.strip()
+        == f"error: {db}: no store here yet (run `srt import` or `srt demo` first)"
+    )
