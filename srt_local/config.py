@@ -247,7 +247,9 @@ def _parse_teacher(name: str, data: Mapping[str, Any], file: Path) -> TeacherSpe
     if REGISTERED[backend].source == "server":
         model = t.get("model", str)
         if not model:
-            raise t.error("model", f"missing: the {backend} model name, e.g. 'llama3.1:8b'")
+            raise t.error(
+                "model", f"missing: the {backend.capitalize()} model name, e.g. 'llama3.1:8b'"
+            )
     else:
         path, package = _source(t, file.parent)
     options_data = t.get("options", dict, {})
