@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +35,32 @@ class SqlRefused(SqlError):
 
 @dataclass(frozen=True)
 class SqlResult:
-    """What the last statement returned: at most `cap` rows of it in `table`, `total` in all."""
+    """What the last statement returned: its columns, at most `cap` of its rows, and how many it
+    returned in all. The rows come as an Arrow table (`arrow=True`, for a table widget) or as
+    DuckDB's own Python values (for printing and JSON, exactly as DuckDB gives them)."""
 
-    table: pa.Table
+    columns: list[str]
     total: int
+    table: pa.Table | None = None
+    values: list[tuple[Any, ...]] = field(default_factory=list)
 
     @property
-    def columns(self) -> list[str]:
-        return list(self.table.column_names)
+    def shown(self) -> int:
+        return self.table.num_rows if self.table is not None else len(self.values)
 
     @property
     def truncated(self) -> bool:
-        return self.table.num_rows < self.total
+        return self.shown < self.total
+
+    def arrow_table(self) -> pa.Table:
+        if self.table is not None:
+            return self.table
+        columns = list(zip(*self.values, strict=True)) or [() for _ in self.columns]
+        return pa.Table.from_arrays([pa.array(list(c)) for c in columns], names=self.columns)
 
     def rows(self) -> list[tuple[Any, ...]]:
+        if self.table is None:
+            return self.values
         # By column: to_pylist() makes dicts, which would fold columns of the same name.
         return list(zip(*(column.to_pylist() for column in self.table.columns), strict=True))
 
@@ -59,7 +71,7 @@ def open_reader(path: Path | None = None, snapshot: bool = False) -> Store:
     return Store.open_snapshot(path) if snapshot else Store.open(path, sandboxed=True)
 
 
-def run_sql(store: Store, sql: str, cap: int | None = None) -> SqlResult:
+def run_sql(store: Store, sql: str, cap: int | None = None, arrow: bool = False) -> SqlResult:
     """Run every statement of `sql` on a sandboxed `store`; the result of the last one.
 
     Raises SqlRefused for anything that would write, SqlError for any other failure.
@@ -74,23 +86,33 @@ def run_sql(store: Store, sql: str, cap: int | None = None) -> SqlResult:
         raise SqlError("nothing to run: the query is empty")
     with store.cursor() as cur:
         for st in statements[:-1]:
-            _run(cur, st, None)
-        return _run(cur, statements[-1], cap)
+            _run(cur, st, None, arrow)
+        return _run(cur, statements[-1], cap, arrow)
 
 
-def _run(cur: duckdb.DuckDBPyConnection, st: duckdb.Statement, cap: int | None) -> SqlResult:
+def _run(
+    cur: duckdb.DuckDBPyConnection, st: duckdb.Statement, cap: int | None, arrow: bool
+) -> SqlResult:
     try:
         rel = cur.sql(st.query)
         if rel is None:  # a statement with no result (BEGIN, SET VARIABLE...)
-            return SqlResult(pa.table({}), 0)
+            return SqlResult([], 0)
+        columns = list(rel.columns)
         if cap is not None and st.type == duckdb.StatementType.SELECT:
+            # Counted in DuckDB; only the rows shown are fetched.
             total = int(rel.count("*").fetchall()[0][0])
-            return SqlResult(rel.limit(cap).to_arrow_table(), total)
-        table = rel.to_arrow_table()
+            rel = rel.limit(cap)
+        else:
+            total = -1
+        if arrow:
+            table = rel.to_arrow_table()
+            total = table.num_rows if total < 0 else total
+            return SqlResult(columns, total, table=table.slice(0, cap) if cap else table)
+        values = rel.fetchall()
     except duckdb.Error as exc:
         raise _explain(st, exc) from None
-    total = table.num_rows
-    return SqlResult(table if cap is None else table.slice(0, cap), total)
+    total = len(values) if total < 0 else total
+    return SqlResult(columns, total, values=values[:cap] if cap else values)
 
 
 # What DuckDB says when the sandbox stops a statement, and the reason we give for it.
@@ -136,13 +158,14 @@ class LiveReader:
         self._stamp: tuple[int, int] | None = None
 
     def run(self, sql: str, cap: int | None = None) -> SqlResult:
+        """The result as an Arrow table (for the app's table widget)."""
         with self._lock:
             stamp = self._store.checkpoint()
             if self._snapshot is None or stamp != self._stamp:
                 self.close_snapshot()
                 self._snapshot = self._store.snapshot()
                 self._stamp = stamp
-            return run_sql(self._snapshot, sql, cap)
+            return run_sql(self._snapshot, sql, cap, arrow=True)
 
     def close_snapshot(self) -> None:
         if self._snapshot is not None:

@@ -183,9 +183,15 @@ def test_reading_works_and_results_are_typed(db: Path) -> None:
         ):
             assert run_sql(store, query).columns
         capped = run_sql(store, "SELECT position, 1 AS a, 2 AS a FROM samples ORDER BY 1", cap=2)
-    assert capped.total == 10 and capped.truncated
+        table = run_sql(store, "SELECT position FROM samples ORDER BY 1", cap=3, arrow=True)
+        values = run_sql(store, "SELECT sum(position) AS s, count(*) AS n FROM samples")
+    assert capped.total == 10 and capped.truncated and capped.shown == 2
     assert capped.rows() == [(0, 1, 2), (1, 1, 2)]
     assert capped.columns[0] == "position" and len(capped.columns) == 3
+    assert table.table is not None and table.table.num_rows == 3 and table.total == 10
+    assert table.rows() == [(0,), (1,), (2,)] and table.truncated
+    # DuckDB's own Python values, as `srt sql --format json` printed them before: 45, not "45"
+    assert values.rows() == [(45, 10)] and not values.truncated
 
 
 def test_user_sql_needs_a_sandboxed_store(db: Path) -> None:

@@ -119,7 +119,7 @@ class SqlPane(Pane):
         self.from_thread(self._show_result, result)
 
     async def _show_result(self, result: SqlResult) -> None:
-        n = result.table.num_rows
+        n = result.shown
         caption = (
             f"{result.total:,} row{'' if result.total == 1 else 's'}"
             if n >= result.total
@@ -127,5 +127,5 @@ class SqlPane(Pane):
         )
         self.set_status(caption, "ok")
         await self.query_one("#results", ArrowTable).show(
-            result.table, empty="the query returned no rows"
+            result.arrow_table(), empty="the query returned no rows"
         )
