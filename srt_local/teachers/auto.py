@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from srt_local.config import ModelsConfig, TeacherSpec
+from srt_local.model_status import teacher_status
 from srt_local.teachers.base import Teacher
 from srt_local.teachers.registry import backend
 
@@ -44,8 +45,6 @@ async def open_teacher(
 
 async def probe_ollama(spec: TeacherSpec, timeout: float = PROBE_TIMEOUT) -> str | None:
     """None if the Ollama teacher can serve now, else why not (in words)."""
-    from srt_local.model_status import teacher_status
-
     if backend(spec.backend).source != "server":
         return f"{spec.name!r} is not an Ollama teacher (backend {spec.backend})"
     status = await teacher_status(spec, timeout)
