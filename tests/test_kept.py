@@ -7,8 +7,13 @@ from pathlib import Path
 
 from srt_local.config import load_models
 from srt_local.exporter import select_rows
-from srt_local.review import BrowseFilter, browse_page, sample_detail, score_distributions
-from srt_local.review import set_override
+from srt_local.review import (
+    BrowseFilter,
+    browse_page,
+    sample_detail,
+    score_distributions,
+    set_override,
+)
 from srt_local.run_status import run_status
 from tests.fakes import FakeReflector, FakeScorer
 from tests.test_run_engine import BRANCHES, all_branches, execute, make_run
