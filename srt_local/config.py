@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from srt_local import paths
+from srt_local.run.vocabulary import Backend
 
 TEMPLATES = ("vicuna", "alpaca", "wizardlm", "none", "chat")
-BACKENDS = ("ollama", "llamacpp")
+BACKENDS: tuple[str, ...] = tuple(Backend)
 OUTPUT_MODES = ("markers", "json")
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 

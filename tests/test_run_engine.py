@@ -61,9 +61,10 @@ def make_run(
         )
     )
     store = Store.open(tmp_path / "s.duckdb")
-    report = import_dataset(store, data, name="d")
+    import_dataset(store, data, name="d")
+    repo = RunRepository(store)
     settings = RunSettings(
-        dataset_id=report.dataset_id,
+        dataset_id=repo.find_dataset("d"),
         teacher_name="auto",
         student_name="fake-student",
         student_sha256="0" * 64,
@@ -74,7 +75,7 @@ def make_run(
         full_grid=full_grid,
     )
     options = {"full_grid": full_grid, "concurrency": concurrency}
-    return store, RunRepository(store).create_run(settings, options)
+    return store, repo.create_run(settings, options)
 
 
 def execute(

@@ -11,8 +11,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from srt_local.pairs import Pair
+from srt_local.run.vocabulary import Outcome
 
-OUTCOMES = ("ok", "parse_failed", "empty", "echo", "refused", "error")
+OUTCOMES: tuple[Outcome, ...] = tuple(Outcome)  # kept for importers; the enum is the definition
 
 
 class TeacherError(RuntimeError):
@@ -86,7 +87,7 @@ class ReflectResult:
 
     calls: list[TeacherCall] = field(default_factory=list)
     reflection: Reflection | None = None
-    outcome: str = "error"
+    outcome: str = Outcome.ERROR
 
 
 class Teacher(Protocol):
