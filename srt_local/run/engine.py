@@ -164,7 +164,7 @@ class _Execution:
             run = self.repo.set_teacher(run, opened.key, opened.name)
         stored = self.repo.stored_work(run.run_id, run.teacher_key, [sid for sid, _ in samples])
         todo = [(sid, pair) for sid, pair in samples if sid not in stored.decided]
-        tracker = ProgressTracker(run.run_id, len(samples), len(samples) - len(todo), self.progress)
+        decided = len(samples) - len(todo)
         self.log(
             f"run {run.run_id}: {len(samples)} samples, {len(todo)} to decide, "
             f"teacher key {run.teacher_key}"
@@ -172,11 +172,15 @@ class _Execution:
         if not todo:
             if opened is not None:
                 await opened.aclose()
-            return self.summary(run, RunStatus.DONE, tracker, opened.name if opened else None)
+            idle = ProgressTracker(run.run_id, len(samples), decided, self.progress)
+            return self.summary(run, RunStatus.DONE, idle, opened.name if opened else None)
         context = await open_context(run, self.make_reflector, self.make_scorer, self.log, opened)
-        tracker.tokens = lambda: context.scorer.tokens
+        scorer = context.scorer
+        tracker = ProgressTracker(
+            run.run_id, len(samples), decided, self.progress, tokens=lambda: scorer.tokens
+        )
         # The originals need no teacher: let the student start on them at once.
-        context.scorer.prefetch([pair for _, pair in todo])
+        scorer.prefetch([pair for _, pair in todo])
         reflections = Reflections(
             context.reflector, self.repo, stored, tracker, context.teacher_key
         )

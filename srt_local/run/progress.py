@@ -41,13 +41,14 @@ class ProgressTracker:
         total: int,
         already_decided: int,
         emit: Callable[[RunProgress], None] | None,
+        tokens: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.run_id = run_id
         self.already_decided = already_decided
         self.stages = {s: StageProgress(s, total, already_decided) for s in STAGES}
         self.calls = 0
-        self.tokens: Callable[[], int] = lambda: 0
+        self.tokens = tokens
         self._emit = emit
         self._clock = clock
         self.started = clock()

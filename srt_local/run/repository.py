@@ -87,8 +87,8 @@ class SummaryCounts:
     by_branch: dict[str, int]
 
 
-class RunRepository:
-    """The run's reads and writes over one store."""
+class RunRecords:
+    """The `runs` rows: find, make, load, mark and sum up a run."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -169,6 +169,51 @@ class RunRepository:
             status=str(r["status"]),
             config=json.loads(r["config"]),
         )
+
+    # ------------------------------------------------------------ the run's row
+
+    def set_status(self, run_id: int, status: RunStatus, error: str | None = None) -> None:
+        with self.store.transaction() as con:
+            con.execute(
+                "UPDATE runs SET status = ?, error = ?, updated_at = current_timestamp, "
+                "finished_at = CASE WHEN ? THEN current_timestamp ELSE NULL END WHERE run_id = ?",
+                [status, error, status in FINISHED, run_id],
+            )
+
+    def cancel(self, run_id: int) -> None:
+        """Mark a run cancelled: it is kept for inspection but never resumed."""
+        self.set_status(run_id, RunStatus.CANCELLED)
+
+    def set_teacher(self, run: RunRow, teacher_key: str, resolved: str) -> RunRow:
+        """Record the key and name of the teacher the run resolved to; the updated row."""
+        config = {**run.config, "resolved_teacher": resolved}
+        with self.store.transaction() as con:
+            con.execute(
+                "UPDATE runs SET teacher_key = ?, config = ? WHERE run_id = ?",
+                [teacher_key, json.dumps(config), run.run_id],
+            )
+        return self.load_run(run.run_id)
+
+    def summary_counts(self, run_id: int) -> SummaryCounts:
+        """Kept (the `kept_samples` view, overrides applied), rejected and samples per branch."""
+        rows = self.store.query(
+            "SELECT d.branch, k.sample_id IS NOT NULL, count(*) FROM decisions d "
+            "LEFT JOIN kept_samples k USING (run_id, sample_id) WHERE d.run_id = ? GROUP BY ALL",
+            [run_id],
+        )
+        by_branch: Counter[str] = Counter()
+        kept = rejected = 0
+        for branch, is_kept, n in rows:
+            by_branch[str(branch)] += int(n)
+            if is_kept:
+                kept += int(n)
+            else:
+                rejected += int(n)
+        return SummaryCounts(kept, rejected, dict(by_branch))
+
+
+class RunRepository(RunRecords):
+    """Every read and write of a run over one store: its row (`RunRecords`) and its work."""
 
     # ------------------------------------------------------------ loading work
 
@@ -300,44 +345,3 @@ class RunRepository:
                 ],
             )
             con.execute("UPDATE runs SET updated_at = current_timestamp WHERE run_id = ?", [run_id])
-
-    # ------------------------------------------------------------ the run's row
-
-    def set_status(self, run_id: int, status: RunStatus, error: str | None = None) -> None:
-        with self.store.transaction() as con:
-            con.execute(
-                "UPDATE runs SET status = ?, error = ?, updated_at = current_timestamp, "
-                "finished_at = CASE WHEN ? THEN current_timestamp ELSE NULL END WHERE run_id = ?",
-                [status, error, status in FINISHED, run_id],
-            )
-
-    def cancel(self, run_id: int) -> None:
-        """Mark a run cancelled: it is kept for inspection but never resumed."""
-        self.set_status(run_id, RunStatus.CANCELLED)
-
-    def set_teacher(self, run: RunRow, teacher_key: str, resolved: str) -> RunRow:
-        """Record the key and name of the teacher the run resolved to; the updated row."""
-        config = {**run.config, "resolved_teacher": resolved}
-        with self.store.transaction() as con:
-            con.execute(
-                "UPDATE runs SET teacher_key = ?, config = ? WHERE run_id = ?",
-                [teacher_key, json.dumps(config), run.run_id],
-            )
-        return self.load_run(run.run_id)
-
-    def summary_counts(self, run_id: int) -> SummaryCounts:
-        """Kept (the `kept_samples` view, overrides applied), rejected and samples per branch."""
-        rows = self.store.query(
-            "SELECT d.branch, k.sample_id IS NOT NULL, count(*) FROM decisions d "
-            "LEFT JOIN kept_samples k USING (run_id, sample_id) WHERE d.run_id = ? GROUP BY ALL",
-            [run_id],
-        )
-        by_branch: Counter[str] = Counter()
-        kept = rejected = 0
-        for branch, is_kept, n in rows:
-            by_branch[str(branch)] += int(n)
-            if is_kept:
-                kept += int(n)
-            else:
-                rejected += int(n)
-        return SummaryCounts(kept, rejected, dict(by_branch))
