@@ -21,7 +21,7 @@ from srt_local.run import engine, progress
 from srt_local.run.context import open_context
 from srt_local.run.protocols import Reflector, Scorer
 from srt_local.run.repository import RunRepository, RunRow, RunSettings
-from srt_local.run.vocabulary import Kind, RunStatus
+from srt_local.run.vocabulary import Kind, RunStatus, Stage
 from srt_local.store import Store
 from srt_local.teachers.base import TeacherError
 from tests.fakes import (
@@ -345,3 +345,27 @@ def test_vocabulary_keeps_the_stored_strings(tmp_path: Path) -> None:
     store, run_id = make_run(tmp_path, PAIRS[:1])
     RunRepository(store).set_status(run_id, RunStatus.INCOMPLETE)
     assert store.query("SELECT status, finished_at IS NOT NULL FROM runs") == [("incomplete", True)]
+
+
+def test_progress_is_throttled_and_estimates_the_rest() -> None:
+    now = [100.0]
+    seen: list[RunProgress] = []
+    tracker = progress.ProgressTracker(
+        7, 10, 2, seen.append, tokens=lambda: 500, clock=lambda: now[0]
+    )
+    now[0] = 102.0
+    tracker.add_calls(4)
+    tracker.advance(Stage.DECISION)  # first report goes out
+    now[0] = 102.1
+    tracker.advance(Stage.DECISION)  # within 0.25 s: held back
+    assert len(seen) == 1
+    tracker.fail(Stage.DECISION, "teacher timeout")
+    tracker.emit(force=True)
+    last = seen[-1]
+    decision = last.stages[-1]
+    assert (decision.done, decision.failed) == (4, {"teacher timeout": 1})
+    assert last.tokens_per_s == pytest.approx(500 / 2.1)
+    assert last.calls_per_s == pytest.approx(4 / 2.1)
+    # 2 decided in 2.1 s, 5 left (10 - 4 done - 1 abandoned)
+    assert last.eta_s == pytest.approx(5 * 2.1 / 2)
+    assert tracker.failures() == {"teacher timeout": 1}
