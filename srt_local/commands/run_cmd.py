@@ -24,6 +24,7 @@ from srt_local.pipeline import (
     prepare_run,
     run_pipeline,
 )
+from srt_local.run.vocabulary import RunStatus
 from srt_local.run_status import latest_run_id, list_runs, run_status
 from srt_local.store import Store
 
@@ -83,7 +84,7 @@ def print_summary(summary: RunSummary, store: Store) -> None:
         err_console.print(
             "failures: " + ", ".join(f"{k}: {v}" for k, v in summary.failures.items())
         )
-    if summary.status == "incomplete":
+    if summary.status == RunStatus.INCOMPLETE:
         err_console.print(
             "[yellow]some samples met teacher errors; run the same command again to retry them[/]"
         )

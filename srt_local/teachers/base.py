@@ -13,10 +13,11 @@ from typing import Any, Protocol
 from srt_local.errors import SrtError
 from srt_local.pairs import Pair
 from srt_local.reflection import Reflection
+from srt_local.run.vocabulary import Outcome
 
 __all__ = ["OUTCOMES", "ReflectResult", "Reflection", "Teacher", "TeacherCall", "TeacherError"]
 
-OUTCOMES = ("ok", "parse_failed", "empty", "echo", "refused", "error")
+OUTCOMES: tuple[Outcome, ...] = tuple(Outcome)  # kept for importers; the enum is the definition
 
 
 class TeacherError(SrtError, RuntimeError):
@@ -68,7 +69,7 @@ class ReflectResult:
 
     calls: list[TeacherCall] = field(default_factory=list)
     reflection: Reflection | None = None
-    outcome: str = "error"
+    outcome: str = Outcome.ERROR
 
 
 class Teacher(Protocol):
