@@ -180,4 +180,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         WHERE coalesce(d.override = 'accept', d.emitted);
         """,
     ),
+    (
+        "m0xx_i10ollama_thinking",
+        """
+        -- What a thinking model thought before it answered (Ollama's message.thinking), and
+        -- about how many tokens that took; NULL when it did not think.
+        ALTER TABLE teacher_calls ADD COLUMN thinking VARCHAR;
+        ALTER TABLE teacher_calls ADD COLUMN thinking_tokens INTEGER;
+        """,
+    ),
 ]

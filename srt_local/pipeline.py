@@ -25,7 +25,7 @@ from srt_local.decision import Decision, VersionScore, choose_instruction, decid
 from srt_local.model_files import file_sha256, resolve_gguf
 from srt_local.pairs import Pair
 from srt_local.store import Store
-from srt_local.teachers.base import TeacherError
+from srt_local.teachers.base import TeacherError, TeacherServerDown
 
 if TYPE_CHECKING:
     from srt_local.student import PairScore, Student
@@ -695,6 +695,11 @@ def run_pipeline(
         summary = asyncio.run(run.execute(stop))
     except (KeyboardInterrupt, asyncio.CancelledError):
         _set_status(store, run_id, "paused")
+        raise
+    except TeacherServerDown as exc:
+        # i10: the teacher's server keeps failing the same way; pause with the cause and what to
+        # do (the message says it), so that the same command resumes where it stopped.
+        _set_status(store, run_id, "paused", str(exc))
         raise
     except Exception as exc:
         _set_status(store, run_id, "failed", str(exc))

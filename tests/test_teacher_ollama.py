@@ -14,7 +14,7 @@ from ollama_server import GARBAGE, Cut, Error, OllamaTestServer, Reply, Slow, St
 
 from srt_local.config import TeacherOptions, TeacherSpec, load_models
 from srt_local.pairs import Pair
-from srt_local.teachers import TeacherError, open_teacher
+from srt_local.teachers import TeacherError, TeacherServerDown, open_teacher
 from srt_local.teachers.chat import RETRY_TEMPERATURE, RetryPolicy
 from srt_local.teachers.ollama import DEFAULT_PARALLEL, OllamaTeacher, default_concurrency
 
@@ -125,17 +125,73 @@ async def test_key_follows_what_shapes_the_replies(server: OllamaTestServer) -> 
 # ---------------------------------------------------------------- prompt counts
 
 
-async def test_truncation_is_flagged(server: OllamaTestServer) -> None:
+async def test_num_ctx_grows_to_fit_a_long_prompt_and_stays(server: OllamaTestServer) -> None:
     teacher = await opened(server)
-    server.script(Reply(prompt_eval_count=4096))  # the server filled its window
-    full = await teacher.reflect("response", PAIR)
     long_pair = Pair("Summarize this.", "", "word " * 6000)  # ~7500 tokens for num_ctx 4096
-    too_long = await teacher.reflect("response", long_pair)
+    long = await teacher.reflect("response", long_pair)
+    short = await teacher.reflect("response", PAIR)
     await teacher.aclose()
-    assert full.calls[0].prompt_truncated is True
-    assert too_long.calls[0].prompt_truncated is True
-    assert too_long.calls[0].prompt_tokens > 4096
-    assert too_long.calls[0].prompt_eval_count == 4096
+    assert long.outcome == "ok" and short.outcome == "ok"
+    sent = [r.body["options"] for r in server.chat_requests]
+    # Doubled until the prompt and num_predict fit; kept, since each change reloads the model.
+    assert [o["num_ctx"] for o in sent] == [16384, 16384]
+    assert [o["num_predict"] for o in sent] == [512, 512]
+    assert long.calls[0].options["num_ctx"] == 16384
+    assert long.calls[0].prompt_truncated is False
+
+
+async def test_a_prompt_beyond_the_trained_context_fails_unsent() -> None:
+    with OllamaTestServer(models=("qwen3:8b",)) as srv:  # trained on 40960 tokens
+        teacher = await OllamaTeacher.open(
+            spec_for(srv, model="qwen3:8b", max_num_ctx=131072), retry=FAST_RETRY
+        )
+        result = await teacher.reflect("response", Pair("Sum up.", "", "word " * 40000))
+        await teacher.aclose()
+    assert result.outcome == "too_long" and result.reflection is None
+    (call,) = result.calls
+    assert call.outcome == "too_long" and call.error_kind == "prompt_too_long"
+    assert "trained context" in (call.error_message or "")
+    assert srv.chat_requests == []
+
+
+# A prompt srt's estimate (4 characters a token) puts at ~2700 tokens; the server's tokenizer
+# reads each one-letter word as a token (~5200): it overflows num_ctx 4096 all the same.
+UNDERESTIMATED = Pair("Sum up.", "", "a " * 5000)
+
+
+async def test_a_prompt_the_server_cuts_fails_its_sample(server: OllamaTestServer) -> None:
+    teacher = await opened(server)
+    result = await teacher.reflect("response", UNDERESTIMATED)
+    await teacher.aclose()
+    (call,) = result.calls  # not asked again: the same prompt would be cut the same way
+    sent = server.chat_requests[0].body["options"]
+    assert sent["num_ctx"] == 4096
+    # Ollama kept 5 tokens from the start and the tail: 4096 - (4096 - 5) // 2 tokens.
+    assert call.prompt_eval_count == 2051
+    assert call.prompt_truncated is True
+    assert result.outcome == call.outcome == "too_long"
+    assert call.error_kind == "prompt_truncated" and "cut the prompt" in (call.error_message or "")
+    assert call.raw_reply  # what the model wrote about the cut prompt is kept
+
+
+async def test_an_old_runner_cut_at_num_ctx_is_seen_too(server: OllamaTestServer) -> None:
+    teacher = await opened(server)
+    server.script(Reply(prompt_eval_count=4096))  # older runners cut to exactly num_ctx
+    result = await teacher.reflect("response", PAIR)
+    await teacher.aclose()
+    assert result.calls[0].prompt_truncated is True and result.outcome == "too_long"
+
+
+async def test_a_model_without_context_shift_answers_400_and_the_sample_fails() -> None:
+    with OllamaTestServer(models=("deepseek-v2:16b",)) as srv:
+        teacher = await OllamaTeacher.open(spec_for(srv, model="deepseek-v2:16b"), retry=FAST_RETRY)
+        cut = await teacher.reflect("response", UNDERESTIMATED)
+        fine = await teacher.reflect("response", PAIR)
+        await teacher.aclose()
+    assert cut.outcome == "too_long"
+    (call,) = cut.calls
+    assert call.error_kind == "prompt_too_long" and "HTTP 400" in (call.error_message or "")
+    assert fine.outcome == "ok"
 
 
 async def test_a_small_count_from_a_cached_prefix_is_not_truncation(
@@ -231,7 +287,7 @@ async def test_an_error_inside_the_stream_is_retried(server: OllamaTestServer) -
 
 async def test_the_retry_budget_is_bounded(server: OllamaTestServer) -> None:
     teacher = await OllamaTeacher.open(
-        spec_for(server), retry=RetryPolicy(transport_retries=2, base_delay=0.01)
+        spec_for(server), retry=RetryPolicy(transport_retries=2, base_delay=0.01, pause_after=9)
     )
     server.script(*[Error(500, "boom")] * 5)
     result = await teacher.reflect("response", PAIR)
@@ -267,13 +323,26 @@ async def test_model_removed_mid_run_stops_with_the_calls(server: OllamaTestServ
     assert len(server.chat_requests) == 1  # not retried
 
 
-async def test_a_rejected_request_is_not_retried(server: OllamaTestServer) -> None:
+async def test_a_400_fails_that_sample_only(server: OllamaTestServer) -> None:
     teacher = await opened(server)
     server.script(Error(400, "invalid options: num_ctx"))
-    with pytest.raises(TeacherError, match="rejected the request: invalid options"):
+    rejected = await teacher.reflect("response", PAIR)
+    after = await teacher.reflect("response", PAIR)
+    await teacher.aclose()
+    assert rejected.outcome == "rejected" and rejected.reflection is None
+    (call,) = rejected.calls  # not retried: the same request would be rejected again
+    assert call.outcome == "rejected" and "invalid options" in (call.error_message or "")
+    assert after.outcome == "ok"
+
+
+async def test_the_same_400_again_and_again_stops_the_teacher(server: OllamaTestServer) -> None:
+    teacher = await opened(server)
+    server.down(Error(400, "invalid options: num_ctx"))
+    for _ in range(2):
+        assert (await teacher.reflect("response", PAIR)).outcome == "rejected"
+    with pytest.raises(TeacherServerDown, match="invalid options.*settings of teacher"):
         await teacher.reflect("response", PAIR)
     await teacher.aclose()
-    assert len(server.chat_requests) == 1
 
 
 async def test_unreachable_server_names_the_host_and_ollama_serve() -> None:
@@ -287,22 +356,45 @@ async def test_unreachable_server_names_the_host_and_ollama_serve() -> None:
 
 
 @pytest.mark.parametrize("stream", [True, False])
-async def test_server_gone_mid_run_stops_after_the_retries(stream: bool) -> None:
+async def test_server_gone_mid_run_stops_the_teacher_with_what_to_do(stream: bool) -> None:
     srv = OllamaTestServer().start()
     teacher = await opened(srv, stream=stream)
     srv.stop()
-    with pytest.raises(TeacherError, match="ollama serve") as info:
+    with pytest.raises(TeacherServerDown, match="ollama serve.*resumes") as info:
         await teacher.reflect("response", PAIR)
     await teacher.aclose()
-    assert len(info.value.calls) == FAST_RETRY.transport_retries + 1
+    assert len(info.value.calls) == FAST_RETRY.pause_after
     assert {c.error_kind for c in info.value.calls} == {"unreachable"}
+
+
+async def test_a_lasting_500_stops_the_teacher_with_the_cause(server: OllamaTestServer) -> None:
+    teacher = await opened(server)
+    oom = "llama runner process has terminated: cudaMalloc failed: out of memory"
+    server.down(Error(500, oom))
+    with pytest.raises(TeacherServerDown) as info:
+        await teacher.reflect("instruction", PAIR)
+    message = str(info.value)
+    assert "3 failed requests in a row" in message and oom in message
+    assert "smaller num_ctx" in message and "resumes where it stopped" in message
+    assert [c.error_kind for c in info.value.calls] == ["server_error"] * 3
+    server.up()  # the user fixed it: the same teacher goes on
+    assert (await teacher.reflect("instruction", PAIR)).outcome == "ok"
+    await teacher.aclose()
+
+
+async def test_failures_of_different_kinds_do_not_add_up(server: OllamaTestServer) -> None:
+    teacher = await opened(server)
+    server.script(Error(500, "a"), Error(502, "bad gateway"), Error(500, "a"), Reply())
+    result = await teacher.reflect("response", PAIR)
+    await teacher.aclose()
+    assert result.outcome == "ok" and len(result.calls) == 4
 
 
 # ---------------------------------------------------------------- concurrency
 
 
 async def test_concurrency_is_bounded_and_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    with OllamaTestServer(latency=0.3) as srv:
+    with OllamaTestServer(latency=0.3, parallel=4) as srv:
         teacher = await opened(srv, concurrency=3)
         started = time.monotonic()
         results = await asyncio.gather(*(teacher.reflect("response", PAIR) for _ in range(9)))
@@ -315,11 +407,11 @@ async def test_concurrency_is_bounded_and_used(monkeypatch: pytest.MonkeyPatch) 
 
 def test_default_concurrency(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OLLAMA_NUM_PARALLEL", raising=False)
-    assert default_concurrency() == DEFAULT_PARALLEL == 4
+    assert default_concurrency() == DEFAULT_PARALLEL == 1  # Ollama's own default
     monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "2")
     assert default_concurrency() == 2
     monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "lots")
-    assert default_concurrency() == 4
+    assert default_concurrency() == 1
 
 
 async def test_spec_concurrency_zero_means_the_servers(

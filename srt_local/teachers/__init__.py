@@ -13,6 +13,7 @@ from srt_local.teachers.base import (
     Teacher,
     TeacherCall,
     TeacherError,
+    TeacherServerDown,
 )
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Teacher",
     "TeacherCall",
     "TeacherError",
+    "TeacherServerDown",
     "open_teacher",
     "probe_ollama",
 ]

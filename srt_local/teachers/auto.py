@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
-
 from srt_local.config import ModelsConfig, TeacherSpec
-from srt_local.teachers.base import Teacher, TeacherError
+from srt_local.ollama_host import OllamaHostError
+from srt_local.ollama_probe import not_pulled_message, probe_server
+from srt_local.teachers.base import Teacher
 
 # How long `auto` waits for an Ollama server before settling for the embedded teacher.
 PROBE_TIMEOUT = 3.0
@@ -23,13 +23,14 @@ async def open_teacher(
     """The teacher called `name` in models.toml, ready to reflect.
 
     `auto`: the configured Ollama teacher if its server answers and has the model, else the
-    embedded teacher; `log` gets one line saying which was chosen and why. `concurrency`
-    overrides the teacher's own (the embedded teacher always runs one call at a time).
+    embedded teacher; `log` gets one line saying which was chosen and why (and the server's
+    warnings, if any). `concurrency` overrides the teacher's own (the embedded teacher always
+    runs one call at a time).
     Raises TeacherError (server, model) or ConfigError/ModelFileError (configuration, files).
     """
     say = log or (lambda _line: None)
     if name != "auto":
-        return await _open(config.teacher(name), concurrency)
+        return await _open(config.teacher(name), concurrency, say)
     ollama_spec = config.teacher(config.defaults.ollama_teacher)
     embedded_spec = config.teacher(config.defaults.embedded_teacher)
     reason = await probe_ollama(ollama_spec)
@@ -38,34 +39,36 @@ async def open_teacher(
             f"teacher: {ollama_spec.name} ({ollama_spec.model} on Ollama at "
             f"{ollama_spec.resolved_host})"
         )
-        return await _open(ollama_spec, concurrency)
+        return await _open(ollama_spec, concurrency, say)
     say(f"teacher: {embedded_spec.name} (embedded), because {reason}")
-    return await _open(embedded_spec, concurrency)
+    return await _open(embedded_spec, concurrency, say)
 
 
 async def probe_ollama(spec: TeacherSpec, timeout: float = PROBE_TIMEOUT) -> str | None:
     """None if the Ollama teacher can serve now, else why not (in words)."""
-    from ollama import AsyncClient
-
-    from srt_local.teachers.ollama import inspect_model
-
     if spec.backend != "ollama":
         return f"{spec.name!r} is not an Ollama teacher (backend {spec.backend})"
-    client = AsyncClient(host=spec.resolved_host, timeout=httpx.Timeout(timeout))
     try:
-        await inspect_model(client, spec)
-    except TeacherError as exc:
+        host = spec.resolved_host
+    except OllamaHostError as exc:
         return str(exc)
-    finally:
-        await client.close()
+    model = spec.model or ""
+    probe = await probe_server(host, [model], timeout=timeout)
+    if probe.error is not None:
+        return probe.error
+    info = probe.models[model]
+    if not info.pulled:
+        return not_pulled_message(host, model)
+    if spec.think is not False and info.can("thinking") is False:
+        return f"{model} cannot think and teacher {spec.name!r} asks for think = {spec.think!r}"
     return None
 
 
-async def _open(spec: TeacherSpec, concurrency: int | None) -> Teacher:
+async def _open(spec: TeacherSpec, concurrency: int | None, log: Callable[[str], None]) -> Teacher:
     if spec.backend == "ollama":
         from srt_local.teachers.ollama import OllamaTeacher
 
-        return await OllamaTeacher.open(spec, concurrency=concurrency)
+        return await OllamaTeacher.open(spec, concurrency=concurrency, log=log)
     from srt_local.teachers.llamacpp import LlamaCppTeacher
 
     return await LlamaCppTeacher.open(spec)

@@ -10,12 +10,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from srt_local.errors import SrtError
 from srt_local.pairs import Pair
 
-OUTCOMES = ("ok", "parse_failed", "empty", "echo", "refused", "error")
+# too_long and rejected are final for the sample (the same prompt would fail the same way); error
+# is a transport failure, retried by the next run.
+OUTCOMES = ("ok", "parse_failed", "empty", "echo", "refused", "too_long", "rejected", "error")
 
 
-class TeacherError(RuntimeError):
+class TeacherError(SrtError, RuntimeError):
     """The teacher cannot go on (model not pulled, server gone, a request the server rejects).
 
     `calls` holds the requests made for the reflection in progress, so they can still be stored.
@@ -24,6 +27,11 @@ class TeacherError(RuntimeError):
     def __init__(self, message: str, calls: list[TeacherCall] | None = None) -> None:
         super().__init__(message)
         self.calls: list[TeacherCall] = calls or []
+
+
+class TeacherServerDown(TeacherError):
+    """The server failed the same way several times in a row (out of memory, gone, 502...): the
+    run should pause with this message (the cause and what to do) and resume when run again."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,8 @@ class TeacherCall:
     error_message: str | None
     started_at: datetime
     finished_at: datetime
+    thinking: str | None = None  # the model's thinking, when it thought
+    thinking_tokens: int | None = None
 
 
 @dataclass
