@@ -118,7 +118,7 @@ class Compat:
 
     show: bool = True  # POST /api/show exists
     tags_model_field: bool = True  # /api/tags entries carry `model` (else only `name`)
-    final_message: bool = True  # the final stream line carries `message`
+    final_message: bool = True  # the final line of a stream carries `message`
 
 
 # ---------------------------------------------------------------- scripted behaviours
@@ -411,7 +411,6 @@ class OllamaTestServer:
             if self._lasting is not None:
                 return self._lasting
             return self._actions.popleft() if self._actions else None
-
 
     def _enter(self, model: str) -> bool:
         """Take one of the model's slots, waiting in its queue; False when the queue is full."""
@@ -770,7 +769,7 @@ def _handler_for(server: OllamaTestServer) -> type[BaseHTTPRequestHandler]:
             message: dict[str, Any] = {"role": "assistant", "content": text}
             if thought:
                 message["thinking"] = thought
-            obj = {**final, "message": message} if server.compat.final_message else final
+            obj = {**final, "message": message}  # a whole reply has its text, whatever the server
             data = json.dumps(obj).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json; charset=utf-8")

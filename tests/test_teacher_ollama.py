@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ollama_server import GARBAGE, Cut, Error, OllamaTestServer, Reply, Slow, StreamError
+from ollama_server import GARBAGE, Compat, Cut, Error, OllamaTestServer, Reply, Slow, StreamError
 
 from srt_local.config import TeacherOptions, TeacherSpec, load_models
 from srt_local.pairs import Pair
@@ -487,3 +487,155 @@ async def test_a_named_teacher_is_opened_without_probing(
     config = load_models(models_file(tmp_path, f"http://127.0.0.1:{closed_port()}"))
     with pytest.raises(TeacherError, match="ollama serve"):
         await open_teacher("ollama", config)
+
+
+# ---------------------------------------------------------------- thinking
+
+
+async def test_think_is_always_sent_and_off_by_default() -> None:
+    with OllamaTestServer(models=("qwen3:8b",)) as srv:
+        teacher = await OllamaTeacher.open(spec_for(srv, model="qwen3:8b"), retry=FAST_RETRY)
+        result = await teacher.reflect("response", PAIR)
+        await teacher.aclose()
+    # Ollama would think by default for qwen3 if srt said nothing.
+    assert srv.chat_requests[0].body["think"] is False
+    assert result.outcome == "ok"
+    assert result.calls[0].thinking is None and result.calls[0].thinking_tokens is None
+
+
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize("think", [True, "high"])
+async def test_a_thinking_reply_keeps_its_thinking(stream: bool, think: bool | str) -> None:
+    with OllamaTestServer(models=("qwen3:8b",)) as srv:
+        teacher = await OllamaTeacher.open(
+            spec_for(srv, model="qwen3:8b", think=think), stream=stream, retry=FAST_RETRY
+        )
+        result = await teacher.reflect("instruction", PAIR)
+        await teacher.aclose()
+    assert srv.chat_requests[0].body["think"] == think
+    assert result.outcome == "ok" and result.reflection is not None
+    (call,) = result.calls
+    assert call.thinking and call.thinking.startswith("Okay, the user wants")
+    assert "[New Instruction]" not in call.thinking and "[New Instruction]" in (
+        call.raw_reply or ""
+    )
+    assert call.thinking_tokens and call.thinking_tokens > 20
+    assert call.eval_count and call.eval_count > call.thinking_tokens  # thinking counts too
+
+
+async def test_think_shapes_the_key() -> None:
+    with OllamaTestServer(models=("qwen3:8b",)) as srv:
+        off = await OllamaTeacher.open(spec_for(srv, model="qwen3:8b"))
+        on = await OllamaTeacher.open(spec_for(srv, model="qwen3:8b", think="low"))
+        for t in (off, on):
+            await t.aclose()
+    assert off.key != on.key
+
+
+async def test_thinking_for_a_model_that_cannot_think_is_refused_at_open(
+    server: OllamaTestServer,
+) -> None:
+    with pytest.raises(TeacherError, match="cannot think.*set think = false"):
+        await OllamaTeacher.open(spec_for(server, think=True))
+
+
+async def test_gpt_oss_thinks_even_when_told_not_to() -> None:
+    with OllamaTestServer(models=("gpt-oss:20b",)) as srv:
+        teacher = await OllamaTeacher.open(spec_for(srv, model="gpt-oss:20b"), retry=FAST_RETRY)
+        result = await teacher.reflect("response", PAIR)
+        await teacher.aclose()
+    assert srv.chat_requests[0].body["think"] is False
+    assert result.outcome == "ok" and result.calls[0].thinking  # stored all the same
+
+
+async def test_thinking_that_eats_num_predict_is_a_failed_reply_not_a_cut_one() -> None:
+    with OllamaTestServer(models=("qwen3:8b",)) as srv:
+        teacher = await OllamaTeacher.open(
+            spec_for(
+                srv,
+                model="qwen3:8b",
+                think=True,
+                options=TeacherOptions(num_ctx=4096, num_predict=40),
+                max_attempts=1,
+            ),
+            retry=FAST_RETRY,
+        )
+        result = await teacher.reflect("response", PAIR)
+        await teacher.aclose()
+    (call,) = result.calls
+    assert call.outcome == "empty" and call.thinking and not call.raw_reply
+
+
+# ---------------------------------------------------------------- what arrived is kept
+
+
+async def test_a_cut_stream_keeps_the_text_that_arrived(server: OllamaTestServer) -> None:
+    teacher = await opened(server)
+    server.script(Cut(after=6))
+    result = await teacher.reflect("response", PAIR)
+    await teacher.aclose()
+    first = result.calls[0]
+    assert first.error_kind == "stream_cut"
+    assert first.raw_reply and len(first.raw_reply) > 5
+    assert result.calls[1].raw_reply and result.calls[1].raw_reply.startswith(first.raw_reply)
+
+
+async def test_the_limit_is_between_chunks_not_on_the_whole_reply() -> None:
+    with OllamaTestServer(parts=12) as srv:
+        teacher = await opened(srv, timeout=0.5)
+        srv.script(Reply(delay=0.3), Reply(delay=0.3), Reply(delay=0.3))
+        # Three replies of 0.3 s each, one at a time (concurrency 1): the last waits 0.6 s in
+        # srt's queue, which the 0.5 s limit does not count.
+        results = await asyncio.gather(*(teacher.reflect("response", PAIR) for _ in range(3)))
+        await teacher.aclose()
+    assert [r.outcome for r in results] == ["ok"] * 3
+    assert all(len(r.calls) == 1 for r in results)
+    assert srv.peak_in_flight == 1
+
+
+# ---------------------------------------------------------------- names and compatible servers
+
+
+@pytest.mark.parametrize(
+    "name", ["LLAMA3.1:8B", "library/llama3.1:8b", "registry.ollama.ai/library/llama3.1:8b"]
+)
+async def test_names_ollama_accepts_are_accepted(server: OllamaTestServer, name: str) -> None:
+    teacher = await opened(server, model=name)
+    result = await teacher.reflect("response", PAIR)
+    await teacher.aclose()
+    assert result.outcome == "ok" and teacher.model_digest
+
+
+async def test_a_name_without_tag_means_latest() -> None:
+    with OllamaTestServer(models=("mistral:latest",)) as srv:
+        teacher = await opened(srv, model="mistral")
+        await teacher.aclose()
+    assert teacher.model_digest
+
+
+async def test_a_compatible_server_that_deviates_works_with_warnings() -> None:
+    compat = Compat(show=False, tags_model_field=False, final_message=False)
+    lines: list[str] = []
+    with OllamaTestServer(compat=compat) as srv:
+        for stream in (True, False):
+            teacher = await OllamaTeacher.open(
+                spec_for(srv), stream=stream, retry=FAST_RETRY, log=lines.append
+            )
+            result = await teacher.reflect("instruction", PAIR)
+            await teacher.aclose()
+            assert result.outcome == "ok" and len(result.calls) == 1
+            assert teacher.details.get("context_length") is None
+            assert teacher.num_ctx == 4096  # as configured: the trained context is unknown
+    text = "\n".join(lines)
+    assert "/api/show" in text and "'name'" in text and "without a 'message'" in text
+
+
+async def test_an_echo_server_makes_no_ok_reflection() -> None:
+    with OllamaTestServer(echo_tail=400) as srv:
+        for output in ("markers", "json"):
+            teacher = await opened(srv, output=output)
+            for stage in ("instruction", "response"):
+                result = await teacher.reflect(stage, PAIR)
+                assert result.reflection is None, (output, stage, result.calls[-1].raw_reply)
+                assert result.outcome in ("echo", "parse_failed")
+            await teacher.aclose()

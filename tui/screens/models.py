@@ -133,9 +133,7 @@ def base_rows(config: ModelsConfig, gpu_offload: bool | None) -> list[ModelRow]:
         ]
         default = ", ".join(marks)
         if t.backend == "ollama":
-            rows.append(
-                ollama_row(t, default, "checking…", f"{t.name}: {t.model} at {t.resolved_host}")
-            )
+            rows.append(ollama_row(t, default, "checking…", f"{t.name}: {t.model} at {_host(t)}"))
         else:
             rows.append(
                 gguf_row("teacher", t.name, default, t.path, t.package, t.n_gpu_layers, gpu_offload)
@@ -144,23 +142,40 @@ def base_rows(config: ModelsConfig, gpu_offload: bool | None) -> list[ModelRow]:
 
 
 async def ollama_status(t: TeacherSpec) -> tuple[str, str]:
-    """(status, detail) of an Ollama teacher: server reachable? model pulled?"""
-    import httpx
-    from ollama import AsyncClient, ResponseError
+    """(status, detail) of an Ollama teacher: server reachable? model pulled? (the one probe)."""
+    from srt_local.ollama_host import OllamaHostError
+    from srt_local.ollama_probe import not_pulled_message, probe_server
 
-    from srt_local.teachers.ollama import not_pulled_message, unreachable_message
-
-    host = t.resolved_host
-    client = AsyncClient(host=host, timeout=OLLAMA_TIMEOUT_S)
     try:
-        listing = await client.list()
-    except (ConnectionError, httpx.HTTPError, ResponseError, OSError):
-        return "unreachable", unreachable_message(host)
-    names = {m.model for m in listing.models if m.model}
+        host = t.resolved_host
+    except OllamaHostError as exc:
+        return "bad host", f"{t.name}: {exc}"
     wanted = t.model or ""
-    if names & {wanted, wanted if ":" in wanted else f"{wanted}:latest"}:
-        return "pulled", f"{t.name}: {wanted} is pulled on the Ollama server at {host}"
-    return "not pulled", not_pulled_message(host, wanted)
+    probe = await probe_server(host, [wanted], timeout=OLLAMA_TIMEOUT_S)
+    if probe.error is not None:
+        return "unreachable", probe.error
+    info = probe.models[wanted]
+    if not info.pulled:
+        return "not pulled", not_pulled_message(host, wanted)
+    facts = [f"context {info.context_length:,}" if info.context_length else "context unknown"]
+    caps = [c for c in info.capabilities or () if c != "completion"]
+    if caps:
+        facts.append(", ".join(caps))
+    if info.digest:
+        facts.append(f"digest {info.digest.removeprefix('sha256:')[:12]}")
+    return (
+        "pulled",
+        f"{t.name}: {wanted} is pulled on the Ollama server at {host} ({'; '.join(facts)})",
+    )
+
+
+def _host(t: TeacherSpec) -> str:
+    from srt_local.ollama_host import OllamaHostError
+
+    try:
+        return t.resolved_host
+    except OllamaHostError as exc:
+        return str(exc)
 
 
 class ModelsPane(Pane):
