@@ -82,7 +82,7 @@ def test_a_bad_host_in_models_toml_names_the_file_and_key(tmp_path: Path) -> Non
 def test_think_is_checked_in_models_toml(tmp_path: Path) -> None:
     path = tmp_path / "models.toml"
     path.write_text('[teachers.x]\nbackend = "ollama"\nmodel = "m"\nthink = "max2"\n')
-    with pytest.raises(ConfigError, match="'think'.*low, medium, high"):
+    with pytest.raises(ConfigError, match=r"'think'.*low, medium, high"):
         load_models(path)
     path.write_text('[teachers.x]\nbackend = "ollama"\nmodel = "m"\nthink = "low"\n')
     assert load_models(path).teacher("x").think == "low"

@@ -340,7 +340,7 @@ async def test_the_same_400_again_and_again_stops_the_teacher(server: OllamaTest
     server.down(Error(400, "invalid options: num_ctx"))
     for _ in range(2):
         assert (await teacher.reflect("response", PAIR)).outcome == "rejected"
-    with pytest.raises(TeacherServerDown, match="invalid options.*settings of teacher"):
+    with pytest.raises(TeacherServerDown, match=r"invalid options.*settings of teacher"):
         await teacher.reflect("response", PAIR)
     await teacher.aclose()
 
@@ -360,7 +360,7 @@ async def test_server_gone_mid_run_stops_the_teacher_with_what_to_do(stream: boo
     srv = OllamaTestServer().start()
     teacher = await opened(srv, stream=stream)
     srv.stop()
-    with pytest.raises(TeacherServerDown, match="ollama serve.*resumes") as info:
+    with pytest.raises(TeacherServerDown, match=r"ollama serve.*resumes") as info:
         await teacher.reflect("response", PAIR)
     await teacher.aclose()
     assert len(info.value.calls) == FAST_RETRY.pause_after
@@ -535,7 +535,7 @@ async def test_think_shapes_the_key() -> None:
 async def test_thinking_for_a_model_that_cannot_think_is_refused_at_open(
     server: OllamaTestServer,
 ) -> None:
-    with pytest.raises(TeacherError, match="cannot think.*set think = false"):
+    with pytest.raises(TeacherError, match=r"cannot think.*set think = false"):
         await OllamaTeacher.open(spec_for(server, think=True))
 
 
