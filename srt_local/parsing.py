@@ -22,6 +22,7 @@ prompt's wording or the original pair handed back); refused (the teacher decline
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -62,6 +63,13 @@ _MARKER_REMNANT = re.compile(
     r"|\b(?:new[ \t_-]*instruction|new[ \t_-]*answer|better[ \t_-]*answer)[ \t]*[\]】］>]",
     re.IGNORECASE,
 )
+
+# The headings our prompt puts around the pair and the task: a field holding one copies the prompt.
+_PROMPT_SECTION = re.compile(
+    r"^[ \t]*#{1,6}[ \t]*(?:instruction|input|answer|your task|format)[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_CODE_BLOCK = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[^\n]*$", re.MULTILINE | re.DOTALL)
 
 # Scripts written without spaces between words: each character counts as a word.
 _UNSPACED = re.compile(
@@ -266,7 +274,9 @@ def _judge_text(text: str, what: str, original: str) -> tuple[str, str] | None:
         return ("refused", f"{what} is a refusal ({text[:80]!r})")
     if _echoes_prompt(text):
         return ("echo", f"{what} repeats the prompt's instructions ({text[:60]!r})")
-    remnant = _MARKER_REMNANT.search(text)
+    if _PROMPT_SECTION.search(text):
+        return ("echo", f"{what} repeats the prompt's sections ({text[:60]!r})")
+    remnant = _MARKER_REMNANT.search(_CODE_BLOCK.sub("", text))  # code may hold anything
     if remnant:
         return ("parse_failed", f"{what} holds a marker's name ({remnant.group(0)!r})")
     fewest = MIN_WORDS["instruction" if "instruction" in what else "answer"]
@@ -286,28 +296,26 @@ def count_words(text: str) -> int:
     return unspaced + len(re.findall(r"\w+", rest))
 
 
-_PROMPT_RUNS: set[tuple[str, ...]] | None = None
-
-
 def _words(text: str) -> list[str]:
     return re.findall(r"\w+", text.casefold())
 
 
+def _runs(words: list[str]) -> set[tuple[str, ...]]:
+    return {tuple(words[i : i + ECHO_WORDS]) for i in range(len(words) - ECHO_WORDS + 1)}
+
+
+@functools.cache
+def _prompt_runs() -> frozenset[tuple[str, ...]]:
+    """Every run of ECHO_WORDS words in the prompts' own wording (computed once)."""
+    runs: set[tuple[str, ...]] = set()
+    for fixed in fixed_texts():
+        runs |= _runs(_words(fixed))
+    return frozenset(runs)
+
+
 def _echoes_prompt(text: str) -> bool:
     """Whether `text` repeats a run of ECHO_WORDS words of the prompt's own wording."""
-    global _PROMPT_RUNS
-    if _PROMPT_RUNS is None:
-        runs: set[tuple[str, ...]] = set()
-        for fixed in fixed_texts():
-            words = _words(fixed)
-            runs.update(
-                tuple(words[i : i + ECHO_WORDS]) for i in range(len(words) - ECHO_WORDS + 1)
-            )
-        _PROMPT_RUNS = runs
-    words = _words(text)
-    return any(
-        tuple(words[i : i + ECHO_WORDS]) in _PROMPT_RUNS for i in range(len(words) - ECHO_WORDS + 1)
-    )
+    return not _runs(_words(text)).isdisjoint(_prompt_runs())
 
 
 def _norm(text: str) -> str:
