@@ -174,23 +174,25 @@ async def _model(
 ) -> tuple[ModelInfo, str | None]:
     name = find_model(wanted, by_name)
     entry = by_name.get(name or "", {})
+    body: Any = None
     try:
         # `name` is what servers before 0.5 read; current ones read `model`.
         shown = await http.post(
             f"{host}/api/show", json={"model": name or wanted, "name": name or wanted}
         )
     except httpx.HTTPError as exc:
-        shown = None
-        why = f"{type(exc).__name__}"
+        why = type(exc).__name__
     else:
         why = f"HTTP {shown.status_code}"
-    body = _json(shown) if shown is not None else None
-    if shown is None or shown.status_code != 200 or not isinstance(body, dict):
+        if shown.status_code == 200:
+            body = _json(shown)
+    if not isinstance(body, dict):
         if name is None:
             return ModelInfo(wanted), None
         warning = (
             f"the server at {host} does not answer POST /api/show ({why}): the context length "
-            "and capabilities of its models are unknown, so srt keeps num_ctx as configured"
+            "and capabilities of its models are unknown (num_ctx is not held to the trained "
+            "context; thinking is not checked)"
         )
         return _info(wanted, name, entry, None), warning
     if name is None:
@@ -226,9 +228,7 @@ def _info(wanted: str, name: str, entry: dict[str, Any], shown: dict[str, Any] |
     )
 
 
-def _json(reply: httpx.Response | None) -> Any:
-    if reply is None:
-        return None
+def _json(reply: httpx.Response) -> Any:
     try:
         return reply.json()
     except ValueError:
