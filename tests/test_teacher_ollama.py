@@ -639,3 +639,38 @@ async def test_an_echo_server_makes_no_ok_reflection() -> None:
                 assert result.reflection is None, (output, stage, result.calls[-1].raw_reply)
                 assert result.outcome in ("echo", "parse_failed")
             await teacher.aclose()
+
+
+async def test_thinking_is_stored_with_the_call(tmp_path: Path) -> None:
+    from srt_local.store import Store
+    from srt_local.teacher_log import record_call
+
+    with OllamaTestServer(models=("qwen3:8b",)) as srv:
+        teacher = await OllamaTeacher.open(spec_for(srv, model="qwen3:8b", think="medium"))
+        result = await teacher.reflect("response", PAIR)
+        await teacher.aclose()
+    with Store.open(tmp_path / "srt.duckdb") as store:
+        with store.transaction() as con:
+            call_id = record_call(con, result.calls[0], None, "ori", teacher.key)
+        thinking, tokens, options = store.query(
+            "SELECT thinking, thinking_tokens, options FROM teacher_calls WHERE call_id = ?",
+            [call_id],
+        )[0]
+    assert thinking == result.calls[0].thinking and thinking.startswith("Okay")
+    assert tokens == result.calls[0].thinking_tokens > 0
+    assert '"num_ctx": 4096' in options  # the options sent, as sized for this prompt
+
+
+async def test_the_server_queues_per_model_at_its_parallelism() -> None:
+    # Two models, OLLAMA_NUM_PARALLEL=1: one request per model at a time, the models side by side.
+    with OllamaTestServer(models=("llama3.1:8b", "qwen3:8b"), latency=0.3) as srv:
+        a = await opened(srv, concurrency=2)
+        b = await opened(srv, model="qwen3:8b", concurrency=2)
+        started = time.monotonic()
+        results = await asyncio.gather(*(t.reflect("response", PAIR) for t in (a, a, b, b)))
+        elapsed = time.monotonic() - started
+        for t in (a, b):
+            await t.aclose()
+    assert all(r.outcome == "ok" for r in results)
+    assert srv.peak_in_flight == 2
+    assert 0.55 <= elapsed < 1.0  # two waves of 0.3 s, not one, not four
