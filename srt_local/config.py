@@ -63,8 +63,9 @@ class TeacherSpec:
     host: str | None = None
     options: TeacherOptions = field(default_factory=TeacherOptions)
     keep_alive: str | None = None
-    # The longest wait for the next piece of a reply (the first one includes loading the model and
-    # reading the prompt); a request waiting in srt's own queue is not counted.
+    # Ollama: the longest wait for the next piece of a reply (the first one includes loading the
+    # model and reading the prompt; waiting for srt's own turn is not counted). Embedded: the
+    # whole reply.
     timeout: float = 600.0
     connect_timeout: float = 10.0
     concurrency: int = 0
