@@ -699,8 +699,9 @@ def run_pipeline(
     except TeacherServerDown as exc:
         # i10: the teacher's server keeps failing the same way; pause with the cause and what to
         # do (the message says it), so that the same command resumes where it stopped.
-        _set_status(store, run_id, "paused", str(exc))
-        raise
+        paused = TeacherServerDown(f"run {run_id} paused: {exc}", exc.calls)
+        _set_status(store, run_id, "paused", str(paused))
+        raise paused from None
     except Exception as exc:
         _set_status(store, run_id, "failed", str(exc))
         raise

@@ -70,6 +70,7 @@ def test_a_lasting_500_pauses_the_run_with_its_cause_and_it_resumes(
         with pytest.raises(TeacherServerDown) as info:
             _run(store)
         message = str(info.value)
+        assert message.startswith("run 1 paused: stopped after")
         assert OOM in message and "smaller num_ctx" in message and "resumes" in message
         ((status, error),) = store.query("SELECT status, error FROM runs")
         assert status == "paused" and error == message
