@@ -202,4 +202,13 @@ MIGRATIONS: list[tuple[str, str]] = [
              AND v.teacher_key = CASE WHEN d.final_kind = 'ori' THEN '' ELSE r.teacher_key END;
         """,
     ),
+    (
+        "m003_i10ollama_thinking",
+        """
+        -- What a thinking model thought before it answered (Ollama's message.thinking), and
+        -- about how many tokens that took; NULL when it did not think.
+        ALTER TABLE teacher_calls ADD COLUMN thinking VARCHAR;
+        ALTER TABLE teacher_calls ADD COLUMN thinking_tokens INTEGER;
+        """,
+    ),
 ]

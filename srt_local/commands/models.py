@@ -1,7 +1,12 @@
-"""`srt models`: every student and teacher, whether its file or server is there, and its size."""
+"""`srt models`: every student and teacher, whether its file or server is there, and its size.
+
+Ollama servers are asked, with a short timeout, whether they answer and what they know of each
+teacher's model: pulled, trained context, capabilities (thinking, tools) and digest.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import click
@@ -11,13 +16,18 @@ from rich.text import Text
 
 from srt_local import paths
 from srt_local.config import StudentSpec, load_models
-from srt_local.model_status import ModelStatus, model_statuses
+from srt_local.model_status import ModelStatus, check_servers, model_statuses
+from srt_local.ollama_probe import PROBE_TIMEOUT
 
 
 def _columns(row: ModelStatus) -> tuple[Text, Text, str, str, str]:
     """(resolves, source, size, vocab, context) as this table shows them."""
     if row.served:
-        return Text("(server)"), Text(f"{row.source} @ {row.host}"), "", "", ""
+        style = "green" if row.usable else "red"
+        check = row.check
+        size = f"{check.size_bytes / 1e9:.1f} GB" if check and check.size_bytes else ""
+        ctx = f"{check.context_length:,}" if check and check.context_length else ""
+        return Text(row.state, style=style), Text(f"{row.source} @ {row.host}"), size, "", ctx
     if row.file is None or row.problem is not None:
         return Text("no", style="red"), Text(row.problem or ""), "", "", ""
     info = row.gguf
@@ -34,13 +44,15 @@ def _columns(row: ModelStatus) -> tuple[Text, Text, str, str, str]:
     help="An extra models.toml read after the shipped and user files.",
 )
 def models(models_file: Path | None) -> None:
-    """List every student and teacher, whether it resolves, its size, vocabulary and context."""
+    """List every student and teacher, whether it resolves, its size, vocabulary and context;
+    Ollama servers are asked (3 s at most) whether they answer and have the model."""
     config = load_models(models_file)
     console = Console()
     table = Table(title="Models", title_justify="left")
     for column in ("role", "name", "resolves", "source", "size", "vocab", "context", "settings"):
         table.add_column(column, overflow="fold")
-    for row in model_statuses(config, read_headers=True):
+    rows = asyncio.run(check_servers(model_statuses(config, read_headers=True), PROBE_TIMEOUT))
+    for row in rows:
         ok, source, size, vocab, ctx = _columns(row)
         spec = row.spec
         if isinstance(spec, StudentSpec):
@@ -52,12 +64,34 @@ def models(models_file: Path | None) -> None:
         else:
             name = spec.name
             settings = f"backend={spec.backend} output={spec.output} num_ctx={spec.options.num_ctx}"
+            if row.served:
+                settings += f" think={str(spec.think).lower()}" + _server_facts(row)
         table.add_row(row.role, Text(name), ok, source, size, vocab, ctx, Text(settings))
     console.print(table)
+    servers = {row.check.server for row in rows if row.check and row.check.server}
+    for line in sorted(servers):
+        console.print(Text(line), highlight=False)
+    for row in rows:
+        if row.served and not row.usable:
+            console.print(Text(row.detail, style="red"), highlight=False)
     files = ", ".join(str(f) for f in config.files)
-    console.print(f"config read from: {files}\nyour models.toml: {paths.user_models_toml()}")
+    console.print(Text(f"config read from: {files}\nyour models.toml: {paths.user_models_toml()}"))
     console.print(
-        f"default teacher: {config.defaults.teacher} "
-        f"(auto tries {config.defaults.ollama_teacher!r}, "
-        f"then {config.defaults.embedded_teacher!r})"
+        Text(
+            f"default teacher: {config.defaults.teacher} "
+            f"(auto tries {config.defaults.ollama_teacher!r}, "
+            f"then {config.defaults.embedded_teacher!r})"
+        )
     )
+
+
+def _server_facts(row: ModelStatus) -> str:
+    """The capabilities and digest the server gave, as settings-column words."""
+    check = row.check
+    if check is None or not check.ready:
+        return ""
+    caps = [c for c in check.capabilities or () if c != "completion"]
+    words = " caps=" + (",".join(caps) if caps else ("?" if check.capabilities is None else "-"))
+    if check.digest:
+        words += f" digest={check.digest.removeprefix('sha256:')[:12]}"
+    return words

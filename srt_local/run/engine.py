@@ -32,6 +32,7 @@ from srt_local.run.progress import ProgressTracker, RunProgress
 from srt_local.run.repository import RunRepository, RunRow, RunSettings
 from srt_local.run.vocabulary import RunStatus, Stage
 from srt_local.store import Store
+from srt_local.teachers.base import TeacherServerDown
 
 STOP_POLL = 0.1  # seconds between two looks at the stop event
 
@@ -130,6 +131,11 @@ def run_pipeline(
     except (KeyboardInterrupt, asyncio.CancelledError):
         repo.set_status(run_id, RunStatus.PAUSED)
         raise
+    except TeacherServerDown as exc:
+        # A lasting server error: pause with the cause, so the same command resumes once it is fixed.
+        paused = TeacherServerDown(f"run {run_id} paused: {exc}", exc.calls)
+        repo.set_status(run_id, RunStatus.PAUSED, str(paused))
+        raise paused from None
     except Exception as exc:
         repo.set_status(run_id, RunStatus.FAILED, str(exc))
         raise
