@@ -366,3 +366,23 @@ def test_errors_are_one_line_messages(db: Path) -> None:
     assert out.returncode == 2 and "no run 9" in out.stderr
     out = srt("judge", "1", "--apply", "--against", "random", "--db", str(db))
     assert out.returncode == 2 and "--apply" in out.stderr
+
+
+@pytest.mark.slow
+def test_the_embedded_model_judges_two_samples(db: Path, smollm_gguf: Path, tmp_path: Path) -> None:
+    out = srt("judge", "1", "--judge", "smollm2-135m-chat", "--limit", "2", "--db", str(db))
+    assert out.returncode == 0, out.stderr
+    with Store.open(db, read_only=True) as store:
+        judged = store.query_dicts("SELECT * FROM judgements ORDER BY sample_id, selected_side")
+        calls = store.query_dicts("SELECT * FROM judge_calls ORDER BY call_id")
+    assert [(j["selected_side"]) for j in judged] == ["A", "B", "A", "B"]
+    assert {c["backend"] for c in calls} == {"llamacpp"}
+    assert all(c["model_digest"] and c["raw_reply"] is not None for c in calls)
+    ok = [c for c in calls if c["outcome"] == "ok"]
+    # The grammar holds the reply to the schema: a verdict parses from every completed reply.
+    assert ok and all(c["verdict"] in ("A", "B", "tie") for c in ok)
+    assert all(j["outcome"] in ("win", "tie", "loss", "failed") for j in judged)
+    again = srt("judge", "1", "--judge", "smollm2-135m-chat", "--limit", "2", "--db", str(db))
+    assert again.returncode == 0 and "judged 0 orders now" in again.stderr
+    rep = srt("report", "1", "--out", str(tmp_path / "r.html"), "--db", str(db))
+    assert rep.returncode == 0, rep.stderr
