@@ -20,8 +20,12 @@ OVERRIDES = ("accept", "reject")
 BRANCHES = ("QA", "Q", "A", "ori")
 OUTCOMES = ("all", "kept", "dropped", "overridden")
 
-# What a sample counts as, once a person's override is taken into account (as the selection view).
-KEPT_SQL = "coalesce(d.override = 'accept', d.emitted)"
+# What a sample counts as, once a person's override, then the judge's, is taken into account (as
+# the selection view).
+KEPT_SQL = (
+    "coalesce(d.override = 'accept', (SELECT j.override = 'accept' FROM judge_overrides j "
+    "WHERE j.run_id = d.run_id AND j.sample_id = d.sample_id), d.emitted)"
+)
 
 # Sort keys the Browse view offers, and the SQL each one orders by.
 SORTS: dict[str, str] = {

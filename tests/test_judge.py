@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from srt_local.judge.stats import OUTCOME_SCORE, bootstrap_interval, combine
-from srt_local.review import set_override
+from srt_local.review import score_distributions, set_override
 from srt_local.store import Store
 from tests.judge_server import Example, JudgeTestServer, longer_wins
 from tests.judge_support import HOSTILE, PAIRS, build_run, copy_store, srt, srt_cmd
@@ -294,6 +294,8 @@ def test_apply_rejects_losers_as_the_judge_and_a_person_still_wins(
     assert [(sid, value) for sid, value, _ in overrides] == [(losers[0], "reject")]
     assert person == 0, "the judge's override is not a person's"
     assert len(exported()) == len(kept) - 1
+    with Store.open(db, read_only=True) as store:
+        assert score_distributions(store, 1).kept == len(kept) - 1, "the TUI counts it too"
 
     with Store.open(db) as store:
         set_override(store, 1, losers[0], "accept")
