@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from srt_local.judge.prompt import reply_schema
 from srt_local.judge.stats import OUTCOME_SCORE, bootstrap_interval, combine
 from srt_local.review import score_distributions, set_override
 from srt_local.store import Store
@@ -126,8 +127,10 @@ def test_known_verdicts_give_the_expected_win_rate_and_interval(db: Path, tmp_pa
     n_biased = sum("12 times" in ins for _, ins in kept)
     assert figures["position_consistency"] == pytest.approx(1 - n_biased / len(kept))
 
-    # Both orders of every sample, each asked once, the selected pair once on each side.
+    # Both orders of every sample, each asked once, the selected pair once on each side, the
+    # reply held to the verdict schema.
     assert len(requests) == 2 * len(kept)
+    assert all(r.body["format"] == reply_schema() for r in requests)
     shown = {}
     for r in requests:
         user = r.body["messages"][1]["content"]

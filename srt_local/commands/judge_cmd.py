@@ -92,6 +92,8 @@ def judge(
             summary = asyncio.run(_judge(store, run_id, judge_name, against, seed, limit))
         except JudgeError as exc:
             raise UserError(str(exc)) from None
+        if summary.comparisons == 0:
+            err_console.print(f"[yellow]run {run_id} keeps no samples: nothing to judge[/]")
         err_console.print(
             f"judged {summary.judged} orders now ({summary.failed} without a verdict, "
             f"{summary.calls} calls); {summary.already} were stored already",

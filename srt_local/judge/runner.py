@@ -141,18 +141,17 @@ async def judge_run(
     summary = JudgeSummary(
         run_id, against, key, seed, len(todo_pairs), len(todo_pairs) * 2 - len(todo), 0, 0, 0
     )
-    slots = asyncio.Semaphore(teacher.concurrency)
     total = len(todo_pairs) * 2
+    pending = iter(todo)
 
     async def one(comparison: Comparison, side: str) -> None:
         jkey = JudgementKey(run_id, comparison.sample_id, against, key, seed, side)
-        async with slots:
-            try:
-                calls, verdict, reason = await judge_order(teacher, comparison, side)
-            except _Fatal as exc:
-                store_calls(store, jkey, comparison.other_sample_id, exc.calls)
-                summary.calls += len(exc.calls)
-                raise JudgeError(str(exc)) from None
+        try:
+            calls, verdict, reason = await judge_order(teacher, comparison, side)
+        except _Fatal as exc:
+            store_calls(store, jkey, comparison.other_sample_id, exc.calls)
+            summary.calls += len(exc.calls)
+            raise JudgeError(str(exc)) from None
         store_judgement(store, jkey, comparison, calls, verdict, reason)
         summary.calls += len(calls)
         summary.judged += 1
@@ -160,10 +159,15 @@ async def judge_run(
         if progress is not None:
             progress(summary.already + summary.judged, total)
 
+    async def worker() -> None:
+        # A fixed pool of workers, not a task per comparison: a large run stays small in memory.
+        for comparison, side in pending:
+            await one(comparison, side)
+
     try:
         async with asyncio.TaskGroup() as group:
-            for comparison, side in todo:
-                group.create_task(one(comparison, side))
+            for _ in range(min(teacher.concurrency, len(todo))):
+                group.create_task(worker())
     except* JudgeError as errors:
         raise errors.exceptions[0] from None
     return summary
