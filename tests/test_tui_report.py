@@ -65,3 +65,20 @@ async def test_report_tab_shows_kept_branches_and_judge_win_rates(tmp_path: Path
             assert "vs original 100% [100%-100%] n=3" in charts["wins"]
     finally:
         store.close()
+
+
+async def test_report_tab_says_how_to_judge_a_run_not_judged_yet(tmp_path: Path) -> None:
+    store, run_id = build_store(tmp_path)
+    try:
+        app = SrtApp(store, theme="light")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("8")
+            await settle(pilot)
+            assert not app.worker_errors, app.worker_errors
+            text = str(app.query_one("#report-caption", Static).render())
+            assert f"not judged yet: srt judge {run_id}" in text
+            wins = app.query_one("#report-wins", PlotextPlot).plt.build()
+            assert "not judged yet" in wins
+    finally:
+        store.close()

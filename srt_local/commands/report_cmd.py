@@ -31,7 +31,9 @@ def report(run_id: int, out: Path, seed: int, db_path: Path | None) -> None:
 
     Example: srt judge 1 && srt report 1 --out report.html
     """
-    with Store.open(db_path, read_only=True) as store:
+    # Opened for writing so that a store made before the judge existed gets its tables (migrated);
+    # nothing is written.
+    with Store.open(db_path) as store:
         try:
             data = gather(store, run_id, boot_seed=seed)
         except ReportError as exc:

@@ -67,7 +67,9 @@ def key_seed(against: str, seed: int) -> int:
     return seed if against == "random" else 0
 
 
-class _Fatal(Exception):
+class _Fatal(JudgeError):
+    """The judge cannot go on; carries the calls made for the comparison in progress."""
+
     def __init__(self, message: str, calls: list[JudgedCall]) -> None:
         super().__init__(message)
         self.calls = calls

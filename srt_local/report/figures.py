@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from srt_local import __version__
+from srt_local.errors import SrtError
 from srt_local.judge.results import JudgedComparison, judged_comparisons
 from srt_local.pairs import Pair
 from srt_local.store import Store
@@ -21,7 +22,7 @@ RIFD_THRESHOLD = 1.0
 N_EXAMPLES = 4
 
 
-class ReportError(LookupError):
+class ReportError(SrtError):
     """No such run."""
 
 
