@@ -120,7 +120,8 @@ class ReportPane(Pane):
         self._run_changed(self.srt.current_run)
 
     def _run_changed(self, run_id: int | None) -> None:
-        if run_id is not None and self.is_mounted:
+        # Only while shown (a hidden pane is not displayed): `activated` loads it when it shows.
+        if run_id is not None and self.is_mounted and self.display:
             self.load(run_id)
 
     @work(thread=True, group="report-load", exclusive=True, exit_on_error=False)
