@@ -51,3 +51,25 @@ def test_selection_follows_a_person_then_the_judge_then_the_decision(tmp_path: P
         assert kept() == emitted
     finally:
         store.close()
+
+
+def test_judge_and_report_import_neither_textual_nor_llama_cpp() -> None:
+    import subprocess
+    import sys
+
+    modules = [
+        "srt_local.judge.runner",
+        "srt_local.judge.results",
+        "srt_local.judge.overrides",
+        "srt_local.report.html",
+        "srt_local.commands.judge_cmd",
+        "srt_local.commands.report_cmd",
+    ]
+    code = (
+        "import sys, importlib\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "print(','.join(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('textual', 'llama_cpp', 'tui'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
