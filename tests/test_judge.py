@@ -165,7 +165,9 @@ def test_known_verdicts_give_the_expected_win_rate_and_interval(db: Path, tmp_pa
     assert float(page.figures["winrate-original-consistency"]["data-value"]) == pytest.approx(
         1 - n_biased / len(kept)
     )
-    assert "winrate-original-lc" in page.figures
+    lc = page.figures["winrate-original-lc"]
+    assert float(lc["data-low"]) <= float(lc["data-value"]) <= float(lc["data-high"])
+    assert [float(lc["data-low"]), float(lc["data-high"])] == figures["length_controlled_ci95"]
 
 
 def test_report_holds_every_figure_offline_with_text_escaped(db: Path, tmp_path: Path) -> None:

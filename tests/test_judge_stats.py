@@ -146,3 +146,17 @@ def test_replies_parse_strictly(reply: str | None, outcome: str, verdict: str | 
     parsed = parse_verdict(reply)
     assert parsed.outcome == outcome
     assert (parsed.verdict.verdict if parsed.verdict else None) == verdict
+
+
+def test_length_controlled_interval_is_seeded_and_covers_the_estimate() -> None:
+    rng = np.random.default_rng(4)
+    diff = rng.normal(200, 150, size=300)
+    wins = (rng.random(300) < 1 / (1 + np.exp(-2 * np.tanh(diff / diff.std())))).astype(float)
+    lc = length_controlled(wins.tolist(), diff.tolist(), seed=9, n_boot=200)
+    assert lc is not None
+    assert lc.low < lc.win_rate < lc.high
+    assert lc.low < 0.5 < lc.high, "a pure length preference: no win left at equal length"
+    again = length_controlled(wins.tolist(), diff.tolist(), seed=9, n_boot=200)
+    assert again == lc
+    unseeded = length_controlled(wins.tolist(), diff.tolist())
+    assert unseeded is not None and math.isnan(unseeded.low)

@@ -162,7 +162,8 @@ def describe(c: JudgedComparison) -> list[str]:
     lines = [f"selected vs {c.against} (judge {c.judge}, seed {c.seed}): {_rate(s.overall)}"]
     if s.length_controlled is not None:
         lines.append(
-            f"  length-controlled win rate {s.length_controlled.win_rate:.1%}; mean response "
+            f"  length-controlled win rate {s.length_controlled.win_rate:.1%} "
+            f"[{s.length_controlled.low:.1%}, {s.length_controlled.high:.1%}]; mean response "
             f"length difference {s.mean_length_diff:+.0f} characters"
         )
     lines.append(
@@ -206,6 +207,7 @@ def as_json(c: JudgedComparison) -> dict[str, Any]:
         "bootstrap": {"seed": c.boot_seed, "resamples": s.overall.n_boot},
         **_rate_json(s.overall),
         "length_controlled_win_rate": lc.win_rate if lc is not None else None,
+        "length_controlled_ci95": [_num(lc.low), _num(lc.high)] if lc is not None else None,
         "mean_length_diff": _num(s.mean_length_diff),
         "median_length_diff": _num(s.median_length_diff),
         "position_consistency": _num(s.consistency),

@@ -20,6 +20,8 @@ import numpy as np
 
 OUTCOME_SCORE = {"win": 1.0, "tie": 0.5, "loss": 0.0}
 N_BOOT = 2000
+# Each length-controlled resample is a regression fit: fewer of them.
+N_BOOT_LC = 500
 LEVEL = 0.95
 # A light ridge keeps the fit finite when every sample has the same outcome.
 RIDGE = 1e-2
@@ -64,6 +66,8 @@ class LengthControlled:
     win_rate: float  # the fitted win rate at zero length difference
     slope: float  # log-odds per unit of tanh(diff / scale)
     scale: float  # the standard deviation the differences were divided by
+    low: float = float("nan")  # bootstrap interval of win_rate (samples resampled, refitted)
+    high: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -125,29 +129,50 @@ def win_rate(outcomes: Sequence[str], seed: int = 0, n_boot: int = N_BOOT) -> Wi
     )
 
 
+def _fit(y: np.ndarray, x: np.ndarray, ridge: float) -> np.ndarray:
+    """Ridge-penalised logistic regression of fractional y on the columns of x (Newton)."""
+    beta = np.zeros(x.shape[1])
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-(x @ beta)))
+        gradient = x.T @ (y - p) - ridge * beta
+        hessian = (x.T * (p * (1 - p))) @ x + ridge * np.eye(x.shape[1])
+        step = np.linalg.solve(hessian, gradient)
+        beta = beta + step
+        if float(np.abs(step).max()) < 1e-10:
+            break
+    return beta
+
+
 def length_controlled(
-    scores: Sequence[float], length_diff: Sequence[float], ridge: float = RIDGE
+    scores: Sequence[float],
+    length_diff: Sequence[float],
+    ridge: float = RIDGE,
+    seed: int | None = None,
+    n_boot: int = N_BOOT_LC,
+    level: float = LEVEL,
 ) -> LengthControlled | None:
     """Fit P(selected wins) = sigmoid(b0 + b1 * tanh(diff / sd)) to fractional scores by Newton's
     method (the Bernoulli log-likelihood holds for scores in [0, 1]); b0 gives the win rate at
-    zero length difference. None with no samples."""
+    zero length difference. With a `seed`, its percentile bootstrap interval: samples resampled
+    (numpy's default generator), the model refitted on each. None with no samples."""
     y = np.asarray(scores, dtype=float)
     d = np.asarray(length_diff, dtype=float)
     if y.size == 0:
         return None
     scale = float(d.std()) or 1.0
     x = np.column_stack([np.ones_like(d), np.tanh(d / scale)])
-    beta = np.zeros(2)
-    for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-(x @ beta)))
-        gradient = x.T @ (y - p) - ridge * beta
-        hessian = (x.T * (p * (1 - p))) @ x + ridge * np.eye(2)
-        step = np.linalg.solve(hessian, gradient)
-        beta = beta + step
-        if float(np.abs(step).max()) < 1e-10:
-            break
+    beta = _fit(y, x, ridge)
+    low = high = float("nan")
+    if seed is not None:
+        index = np.random.default_rng(seed).integers(0, y.size, size=(n_boot, y.size))
+        rates = [1.0 / (1.0 + np.exp(-_fit(y[i], x[i], ridge)[0])) for i in index]
+        low, high = (float(q) for q in np.quantile(rates, [(1 - level) / 2, (1 + level) / 2]))
     return LengthControlled(
-        win_rate=float(1.0 / (1.0 + np.exp(-beta[0]))), slope=float(beta[1]), scale=scale
+        win_rate=float(1.0 / (1.0 + np.exp(-beta[0]))),
+        slope=float(beta[1]),
+        scale=scale,
+        low=low,
+        high=high,
     )
 
 
@@ -170,7 +195,7 @@ def summarise(samples: Sequence[SampleOutcome], seed: int = 0, n_boot: int = N_B
     first_won = sum(s.first == "win" for s in samples) + sum(s.second == "loss" for s in samples)
     return Summary(
         overall=win_rate(outcomes, seed, n_boot),
-        length_controlled=length_controlled([s.score for s in samples], diffs),
+        length_controlled=length_controlled([s.score for s in samples], diffs, seed=seed),
         mean_length_diff=float(np.mean(diffs)) if diffs else float("nan"),
         median_length_diff=float(np.median(diffs)) if diffs else float("nan"),
         consistency=(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from srt_local.judge.results import JudgedComparison
-from srt_local.judge.stats import WinRate
+from srt_local.judge.stats import LengthControlled, WinRate
 from srt_local.pairs import Pair
 from srt_local.report import svg
 from srt_local.report.figures import IFD_THRESHOLD, RIFD_THRESHOLD, ExampleView, ReportData
@@ -66,6 +66,18 @@ def _figure(name: str, value: float, low: float | None = None, high: float | Non
     if low is not None and high is not None:
         attrs += f' data-low="{low!r}" data-high="{high!r}"'
     return f"<span {attrs}></span>"
+
+
+def _lc(lc: LengthControlled | None) -> str:
+    if lc is None:
+        return "–"
+    return f"{_num(lc.win_rate, '{:.1%}')} [{_num(lc.low, '{:.1%}')}, {_num(lc.high, '{:.1%}')}]"
+
+
+def _lc_figure(name: str, lc: LengthControlled | None) -> str:
+    if lc is None:
+        return _figure(name, float("nan"))
+    return _figure(name, lc.win_rate, lc.low, lc.high)
 
 
 def _settings(d: ReportData) -> str:
@@ -213,8 +225,7 @@ def _comparison(c: JudgedComparison) -> str:
         f'<p class="headline">win rate {_rate(o)} '
         f"({o.wins} win / {o.ties} tie / {o.losses} loss of {o.n})"
         f"{_figure(tag, o.win_rate, o.low, o.high)}</p>",
-        f"<p>length-controlled win rate {_num(lc.win_rate if lc else None, '{:.1%}')}"
-        f"{_figure(tag + '-lc', lc.win_rate if lc else float('nan'))}; "
+        f"<p>length-controlled win rate {_lc(lc)}{_lc_figure(tag + '-lc', lc)}; "
         f"response length difference (selected − {_e(c.against)}): mean "
         f"{_num(s.mean_length_diff, '{:+.0f}')}, median {_num(s.median_length_diff, '{:+.0f}')} "
         f"characters; the two orders agree on {_num(s.consistency, '{:.0%}')} of samples"

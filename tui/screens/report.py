@@ -46,10 +46,11 @@ def caption(d: ReportData) -> str:
     for c in d.comparisons:
         s = c.summary
         lc = s.length_controlled
+        lc_text = f"{_pct(lc.win_rate)} [{_pct(lc.low)}-{_pct(lc.high)}]" if lc else "–"
         lines.append(
             f"vs {c.against} ({c.judge}): win rate {_pct(s.overall.win_rate)} "
             f"[{_pct(s.overall.low)}-{_pct(s.overall.high)}], {s.overall.wins}/{s.overall.ties}/"
-            f"{s.overall.losses} w/t/l, length-controlled {_pct(lc.win_rate) if lc else '–'}, "
+            f"{s.overall.losses} w/t/l, length-controlled {lc_text}, "
             f"Δlength {s.mean_length_diff:+.0f} chars, orders agree {_pct(s.consistency)}"
         )
     if not d.comparisons:
