@@ -276,3 +276,68 @@ def test_a_run_meeting_a_5mb_reply_completes_and_never_keeps_it(
     export_run(store, run_id, "alpaca", out)
     assert "xxxxxxxxxx" not in out.read_text()
     store.close()
+
+
+# ---------------------------------------------------------------- scoring a huge field
+
+
+def _filler(chars: int) -> str:
+    words = " ".join(
+        f"item {i} costs {i * 7 % 100} coins, paid on day {i % 31}." for i in range(chars // 30 + 1)
+    )
+    return words[:chars]
+
+
+def _numbers(score: Any) -> tuple[Any, ...]:
+    """Everything a score holds but its words (a note counts the tokens of the cut text)."""
+    return tuple(v for k, v in score.__dict__.items() if k not in ("detail", "note"))
+
+
+@pytest.fixture(scope="module")
+def small_student(gemma_gguf: Path) -> Iterator[Any]:
+    from srt_local.config import StudentSpec
+    from srt_local.student import Student
+
+    student = Student.load(StudentSpec(name="gemma", path=gemma_gguf, max_tokens=256))
+    yield student
+    student.close()
+
+
+def test_a_cut_huge_field_scores_as_the_whole_field(
+    small_student: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from srt_local.student import Student
+
+    tail = _filler(200_000)
+    pairs = [
+        Pair("Summarise the ledger below.", "", "The ledger says: " + tail),
+        Pair("Summarise the ledger: " + tail, "", "It lists items and their costs."),
+        Pair("Summarise the ledger.", tail, "It lists items and their costs."),
+    ]
+    cut = small_student.score_pairs(pairs)
+    monkeypatch.setattr(Student, "_bounded", lambda _self, text: text)
+    whole = small_student.score_pairs(pairs)
+    assert [s.status for s in cut] == ["ok", "truncated_away", "truncated_away"]
+    assert [_numbers(s) for s in cut] == [_numbers(s) for s in whole]
+    assert cut[0].ifd_ppl is not None and cut[0].n_y_tokens > 0
+    assert "of more than" in (cut[0].detail or "")  # the reverse request's note: a cut field
+
+
+def test_scoring_a_3mb_field_tokenizes_only_a_bounded_prefix(small_student: Any) -> None:
+    seen: list[int] = []
+    tokenize = small_student.engine.tokenize
+
+    def spy(text: str, special: bool = False) -> list[int]:
+        seen.append(len(text))
+        return list(tokenize(text, special))
+
+    small_student.engine.tokenize = spy
+    try:
+        (score,) = small_student.score_pairs(
+            [Pair("Summarise the ledger.", "", "The ledger: " + _filler(3_000_000))]
+        )
+    finally:
+        small_student.engine.tokenize = tokenize
+    assert score.status == "ok" and score.n_y_tokens > 0
+    # max_tokens 256: prefixes of 4,096 and 8,192 characters, plus the prompt, never 3 MB.
+    assert max(seen) < 20_000
