@@ -65,9 +65,8 @@ class TeacherSpec:
     host: str | None = None
     options: TeacherOptions = field(default_factory=TeacherOptions)
     keep_alive: str | None = None
-    # Ollama: the longest wait for the next piece of a reply (the first one includes loading the
-    # model and reading the prompt; waiting for srt's own turn is not counted). Embedded: the
-    # whole reply.
+    # Ollama: the longest wait for the next piece of a reply (waiting for srt's own turn is not
+    # counted). Embedded: the whole reply.
     timeout: float = 600.0
     connect_timeout: float = 10.0
     # Ollama: the longest wait from sending a request to the first piece of its reply (loading a
