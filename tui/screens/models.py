@@ -2,6 +2,7 @@
 
 GGUF files are checked and llama.cpp asked about GPU offload in a thread worker; Ollama servers
 are asked, with a short timeout, in an async worker. The table shows what is known, then the rest.
+The machine's facts come from the pane's context (`ctx.machine`), so tests can fix them.
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ import pyarrow as pa
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import Static
 
 from srt_local import paths
 from srt_local.config import ConfigError, ModelsConfig, TeacherSpec
-from srt_local.model_files import ModelFileError, install_hint, resolve_gguf
+from srt_local.model_files import ModelFileError, install_hint
+from tui.context import Machine
 from tui.screens.base import Pane
 from tui.widgets.arrow_table import ArrowTable, DataTable
-
-OLLAMA_TIMEOUT_S = 2.0
+from tui.widgets.status_line import StatusLine
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class ModelRow:
 
 
 def gguf_row(
+    machine: Machine,
     role: str,
     name: str,
     default: str,
@@ -67,11 +68,11 @@ def gguf_row(
     else:
         gpu = "none (CPU build)"
     try:
-        file = resolve_gguf(path, package)
+        file, n_bytes = machine.gguf_file(path, package)
     except ModelFileError as exc:
         fix = f"; {install_hint(package)}" if package else ""
         return ModelRow(role, name, default, "llama.cpp", source, "missing", "", gpu, f"{exc}{fix}")
-    size = f"{file.stat().st_size / 1e6:,.0f} MB"
+    size = f"{n_bytes / 1e6:,.0f} MB"
     return ModelRow(
         role,
         name,
@@ -105,21 +106,16 @@ def ollama_row(t: TeacherSpec, default: str, status: str, detail: str) -> ModelR
     )
 
 
-def gpu_offload_supported() -> bool:
-    """Whether this llama.cpp build can put layers on a GPU (CUDA, Metal, Vulkan...)."""
-    import llama_cpp
-
-    return bool(llama_cpp.llama_supports_gpu_offload())
-
-
-def base_rows(config: ModelsConfig, gpu_offload: bool | None) -> list[ModelRow]:
+def base_rows(machine: Machine, config: ModelsConfig, gpu_offload: bool | None) -> list[ModelRow]:
     """Every model; Ollama teachers not yet asked."""
     d = config.defaults
     rows: list[ModelRow] = []
     for s in config.students.values():
         default = "student" if s.name == d.student else ""
         rows.append(
-            gguf_row("student", s.name, default, s.path, s.package, s.n_gpu_layers, gpu_offload)
+            gguf_row(
+                machine, "student", s.name, default, s.path, s.package, s.n_gpu_layers, gpu_offload
+            )
         )
     for t in config.teachers.values():
         marks = [
@@ -138,29 +134,18 @@ def base_rows(config: ModelsConfig, gpu_offload: bool | None) -> list[ModelRow]:
             )
         else:
             rows.append(
-                gguf_row("teacher", t.name, default, t.path, t.package, t.n_gpu_layers, gpu_offload)
+                gguf_row(
+                    machine,
+                    "teacher",
+                    t.name,
+                    default,
+                    t.path,
+                    t.package,
+                    t.n_gpu_layers,
+                    gpu_offload,
+                )
             )
     return rows
-
-
-async def ollama_status(t: TeacherSpec) -> tuple[str, str]:
-    """(status, detail) of an Ollama teacher: server reachable? model pulled?"""
-    import httpx
-    from ollama import AsyncClient, ResponseError
-
-    from srt_local.teachers.ollama import not_pulled_message, unreachable_message
-
-    host = t.resolved_host
-    client = AsyncClient(host=host, timeout=OLLAMA_TIMEOUT_S)
-    try:
-        listing = await client.list()
-    except (ConnectionError, httpx.HTTPError, ResponseError, OSError):
-        return "unreachable", unreachable_message(host)
-    names = {m.model for m in listing.models if m.model}
-    wanted = t.model or ""
-    if names & {wanted, wanted if ":" in wanted else f"{wanted}:latest"}:
-        return "pulled", f"{t.name}: {wanted} is pulled on the Ollama server at {host}"
-    return "not pulled", not_pulled_message(host, wanted)
 
 
 class ModelsPane(Pane):
@@ -170,7 +155,7 @@ class ModelsPane(Pane):
 
     def compose(self) -> ComposeResult:
         yield ArrowTable("reading models.toml…", id="models-table")
-        yield Static("", id="model-detail", classes="status", markup=False)
+        yield StatusLine(id="model-detail")
 
     def on_mount(self) -> None:
         self.rows: list[ModelRow] = []
@@ -189,20 +174,21 @@ class ModelsPane(Pane):
     @work(thread=True, group="models-files", exclusive=True, exit_on_error=False)
     def check_files(self) -> None:
         try:
-            config = self.srt.models()
+            config = self.ctx.load_models()
         except ConfigError as exc:
             self.from_thread(self._config_error, str(exc))
             return
-        self.from_thread(self._show, base_rows(config, self.gpu_offload))
+        machine = self.ctx.machine
+        self.from_thread(self._show, base_rows(machine, config, self.gpu_offload))
         if self.gpu_offload is None:
-            self.gpu_offload = gpu_offload_supported()
-            self.from_thread(self._show, base_rows(config, self.gpu_offload))
+            self.gpu_offload = machine.gpu_offload()
+            self.from_thread(self._show, base_rows(machine, config, self.gpu_offload))
         self.app.call_from_thread(self.check_servers, config)
 
     @work(group="models-servers", exclusive=True, exit_on_error=False)
     async def check_servers(self, config: ModelsConfig) -> None:
         teachers = [t for t in config.teachers.values() if t.backend == "ollama"]
-        results = await asyncio.gather(*(ollama_status(t) for t in teachers))
+        results = await asyncio.gather(*(self.ctx.machine.ollama_status(t) for t in teachers))
         found = {t.name: r for t, r in zip(teachers, results, strict=True)}
         rows = [
             replace(r, status=found[r.name][0], detail=found[r.name][1])
@@ -232,7 +218,7 @@ class ModelsPane(Pane):
 
     def _detail(self, row: int) -> None:
         text = self.rows[row].detail if 0 <= row < len(self.rows) else ""
-        self.query_one("#model-detail", Static).update(text)
+        self.query_one("#model-detail", StatusLine).set(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._detail(event.cursor_row)
