@@ -1,21 +1,29 @@
 """Import a dataset file into the store: a `datasets` row, its distinct `samples`, its bad records.
 
-Everything is written in one transaction, so an import is whole or absent. Exact duplicates (the
-same instruction, input and output) are stored once, with `n_copies`; bad records go to
-`import_errors` with their location, field, reason and (truncated) text. With `strict`, one bad
-record refuses the whole file and nothing is written. Importing the same file content under a name
-it already has is a no-op that says so; a different file under a taken name is an error.
+The file is streamed (see formats/read.py) and written in batches of rows, all in one transaction,
+so an import is whole or absent and its memory does not grow with the file: a million records
+import in well under 1 GB. Exact duplicates (the same instruction, input and output) are stored
+once, with `n_copies`; they are found with a set of 16-byte digests of the pair hash (about 120
+bytes a distinct pair in Python). Bad records go to `import_errors` with their location, field,
+reason and (truncated) text. With `strict`, one bad record refuses the whole file and nothing is
+written. Importing the same file content under a name it already has is a no-op that says so; a
+different file under a taken name is an error.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
+from typing import Any
 
-from srt_local.formats import DatasetFileError, ReadResult, RecordError, read_records
-from srt_local.pairs import Pair
+from srt_local.formats import DatasetFileError, RecordError, RecordStream, SourceRecord
+from srt_local.formats.records import DEFAULT_FIELD_CHARS
 from srt_local.store import Store
+
+BATCH_ROWS = 20_000  # rows per insert: big enough for DuckDB, small enough for memory
+KEEP_ERRORS = 1_000  # bad records kept in the report for display (all go to the store)
 
 
 class ImportProblem(ValueError):
@@ -28,7 +36,11 @@ class DatasetExistsError(ImportProblem):
 
 @dataclass
 class ImportReport:
-    """What an import did (or, when `refused` or `already_imported`, why it did nothing)."""
+    """What an import did (or, when `refused` or `already_imported`, why it did nothing).
+
+    `n_rejected` counts bad records; `n_problems` counts their problems (one line of
+    `import_errors` each: a record can have several). `errors` holds the first KEEP_ERRORS.
+    """
 
     name: str
     path: Path
@@ -39,6 +51,7 @@ class ImportReport:
     n_duplicates: int = 0
     n_rejected: int = 0
     n_turns_skipped: int = 0
+    n_problems: int = 0
     errors: list[RecordError] = field(default_factory=list)
     already_imported: bool = False
     refused: str | None = None  # why nothing was written, if it was refused
@@ -54,11 +67,21 @@ class ImportReport:
         )
 
 
+class _Refused(Exception):
+    """Raised inside the import's transaction to roll it back."""
+
+
 def import_dataset(
-    store: Store, path: Path, fmt: str = "auto", name: str | None = None, strict: bool = False
+    store: Store,
+    path: Path,
+    fmt: str = "auto",
+    name: str | None = None,
+    strict: bool = False,
+    max_chars: int = DEFAULT_FIELD_CHARS,
 ) -> ImportReport:
     """Read `path` and store its records as a dataset named `name` (default: the file's stem).
 
+    A field longer than `max_chars` rejects its record (models.toml [limits] import_field_chars).
     Raises DatasetFileError when the file cannot be read, DatasetExistsError (an ImportProblem)
     when the name is taken by other content. A strict import with bad records, or a file with no
     good record, returns a report with `refused` set and writes nothing.
@@ -70,29 +93,33 @@ def import_dataset(
     existing = _existing(store, name, sha256, path)
     if existing is not None:
         return existing
-    result = read_records(path, fmt)
-    report = ImportReport(
-        name=name,
-        path=path,
-        format=result.format,
-        n_records=result.n_records,
-        n_rejected=result.n_rejected,
-        n_turns_skipped=result.turns_skipped,
-        errors=result.errors,
-    )
-    if strict and result.errors:
-        report.refused = (
-            f"--strict: {result.n_rejected} of {result.n_records} records are bad; nothing written"
-        )
-        return report
-    if not result.records:
-        report.refused = f"no valid record among {result.n_records}; nothing written"
-        return report
-    samples = _distinct(result)
-    report.n_imported = len(samples)
-    report.n_duplicates = len(result.records) - len(samples)
-    report.dataset_id = _write(store, report, sha256, samples)
+    stream = RecordStream(path, fmt, max_chars)
+    report = ImportReport(name=name, path=path, format=stream.format)
+    try:
+        with store.transaction():
+            _write(store, stream, report, sha256, strict)
+    except _Refused:
+        report.dataset_id = None
     return report
+
+
+def fast_pair_digest(instruction: str, input: str, output: str) -> bytes:
+    """The SHA-256 digest whose hex is `srt_local.pairs.pair_hash` of the same texts.
+
+    The same bytes as `json.dumps([...], ensure_ascii=False)`, built with json's own C string
+    encoder without the generic encoder's set-up: at a million pairs this is most of the import's
+    time in Python. tests/test_import.py checks it against pair_hash.
+    """
+    blob = (
+        "["
+        + encode_basestring(instruction)
+        + ", "
+        + encode_basestring(input)
+        + ", "
+        + encode_basestring(output)
+        + "]"
+    )
+    return hashlib.sha256(blob.encode("utf-8")).digest()
 
 
 def _sha256(path: Path) -> str:
@@ -117,6 +144,7 @@ def _existing(store: Store, name: str, sha256: str, path: Path) -> ImportReport 
             f"{row['imported_at']:%Y-%m-%d %H:%M}) with different content; import this file "
             "under another name with --name"
         )
+    problems = store.query("SELECT count(*) FROM import_errors WHERE dataset_id = ?", [row["dataset_id"]])
     return ImportReport(
         name=name,
         path=path,
@@ -127,88 +155,157 @@ def _existing(store: Store, name: str, sha256: str, path: Path) -> ImportReport 
         n_duplicates=row["n_duplicates"],
         n_rejected=row["n_rejected"],
         n_turns_skipped=row["n_turns_skipped"],
+        n_problems=int(problems[0][0]),
         already_imported=True,
     )
 
 
-@dataclass
-class _Sample:
-    location: str
-    pair: Pair
-    n_copies: int = 1
+class _Batches:
+    """Rows waiting to be inserted, flushed every BATCH_ROWS."""
+
+    def __init__(self, store: Store, dataset_id: int) -> None:
+        self.store = store
+        self.dataset_id = dataset_id
+        self.samples: dict[str, list[Any]] = {
+            k: [] for k in ("position", "location", "instruction", "input", "output", "pair_hash")
+        }
+        self.errors: dict[str, list[Any]] = {k: [] for k in ("location", "field", "reason", "record")}
+
+    def add_sample(self, position: int, record: SourceRecord, digest: bytes) -> None:
+        s = self.samples
+        pair = record.pair
+        s["position"].append(position)
+        s["location"].append(record.location)
+        s["instruction"].append(pair.instruction)
+        s["input"].append(pair.input)
+        s["output"].append(pair.output)
+        s["pair_hash"].append(digest.hex())
+        if len(s["position"]) >= BATCH_ROWS:
+            self.flush_samples()
+
+    def add_errors(self, errors: list[RecordError]) -> None:
+        e = self.errors
+        for error in errors:
+            e["location"].append(error.location)
+            e["field"].append(error.field)
+            e["reason"].append(error.reason)
+            e["record"].append(error.raw)
+        if len(e["location"]) >= BATCH_ROWS:
+            self.flush_errors()
+
+    def flush_samples(self) -> None:
+        import pyarrow as pa
+
+        s = self.samples
+        if not s["position"]:
+            return
+        rows = pa.table(
+            {
+                "position": pa.array(s["position"], pa.int32()),
+                **{k: pa.array(s[k], pa.string()) for k in s if k != "position"},
+            }
+        )
+        for column in s.values():
+            column.clear()
+        self.store.execute_with(
+            "INSERT INTO samples (dataset_id, position, location, instruction, input, output, "
+            "pair_hash, n_copies) SELECT ?, position, location, instruction, input, output, "
+            "pair_hash, 1 FROM {rows} ORDER BY position",
+            [self.dataset_id],
+            rows=rows,
+        )
+
+    def flush_errors(self) -> None:
+        import pyarrow as pa
+
+        e = self.errors
+        if not e["location"]:
+            return
+        rows = pa.table({k: pa.array(v, pa.string()) for k, v in e.items()})
+        for column in e.values():
+            column.clear()
+        self.store.execute_with(
+            "INSERT INTO import_errors (dataset_id, location, field, reason, record) "
+            "SELECT ?, location, field, reason, record FROM {rows}",
+            [self.dataset_id],
+            rows=rows,
+        )
 
 
-def _distinct(result: ReadResult) -> dict[str, _Sample]:
-    """The good records by pair hash, in order of first appearance, with their copy counts."""
-    samples: dict[str, _Sample] = {}
-    for record in result.records:
-        key = record.pair.hash
-        if key in samples:
-            samples[key].n_copies += 1
-        else:
-            samples[key] = _Sample(record.location, record.pair)
-    return samples
-
-
-def _write(store: Store, report: ImportReport, sha256: str, samples: dict[str, _Sample]) -> int:
+def _write(
+    store: Store, stream: RecordStream, report: ImportReport, sha256: str, strict: bool
+) -> None:
+    """Stream the records into the store (inside the caller's transaction)."""
     import pyarrow as pa
 
-    new_samples = pa.table(
-        {
-            "position": pa.array(range(len(samples)), pa.int32()),
-            "location": [s.location for s in samples.values()],
-            "instruction": [s.pair.instruction for s in samples.values()],
-            "input": [s.pair.input for s in samples.values()],
-            "output": [s.pair.output for s in samples.values()],
-            "pair_hash": list(samples),
-            "n_copies": pa.array([s.n_copies for s in samples.values()], pa.int32()),
-        }
+    row = store.query(
+        "INSERT INTO datasets (name, source_path, source_sha256, format, n_records, n_imported, "
+        "n_duplicates, n_rejected, n_turns_skipped) VALUES (?, ?, ?, ?, 0, 0, 0, 0, 0) "
+        "RETURNING dataset_id",
+        [report.name, str(report.path.resolve()), sha256, stream.format],
     )
-    new_errors = pa.table(
-        {
-            "location": pa.array([e.location for e in report.errors], pa.string()),
-            "field": pa.array([e.field for e in report.errors], pa.string()),
-            "reason": pa.array([e.reason for e in report.errors], pa.string()),
-            "record": pa.array([e.raw for e in report.errors], pa.string()),
-        }
+    report.dataset_id = dataset_id = int(row[0][0])
+    batches = _Batches(store, dataset_id)
+    # digest prefix -> position; 16 bytes of SHA-256 make a collision practically impossible, and
+    # the store's UNIQUE (dataset_id, pair_hash) would refuse one rather than lose a pair.
+    seen: dict[bytes, int] = {}
+    copies: dict[int, int] = {}  # position -> n_copies, for the pairs seen more than once
+    n_good = 0
+    for got in stream:
+        if isinstance(got, SourceRecord):
+            n_good += 1
+            pair = got.pair
+            digest = fast_pair_digest(pair.instruction, pair.input, pair.output)
+            key = digest[:16]
+            position = seen.get(key)
+            if position is not None:
+                copies[position] = copies.get(position, 1) + 1
+                continue
+            position = seen[key] = len(seen)
+            if not (strict and report.n_problems):
+                batches.add_sample(position, got, digest)
+            continue
+        report.n_problems += len(got)
+        room = KEEP_ERRORS - len(report.errors)
+        if room > 0:
+            report.errors.extend(got[:room])
+        batches.add_errors(got)
+    batches.flush_samples()
+    batches.flush_errors()
+    report.n_records = stream.n_records
+    report.n_rejected = stream.n_rejected
+    report.n_turns_skipped = stream.turns_skipped
+    report.n_imported = len(seen)
+    report.n_duplicates = n_good - len(seen)
+    if strict and report.n_problems:
+        report.refused = (
+            f"--strict: {report.n_rejected} of {report.n_records} records are bad; nothing written"
+        )
+        raise _Refused
+    if not seen:
+        report.refused = f"no valid record among {report.n_records}; nothing written"
+        raise _Refused
+    if copies:
+        store.execute_with(
+            "UPDATE samples SET n_copies = c.n_copies FROM {copies} c "
+            "WHERE samples.dataset_id = ? AND samples.position = c.position",
+            [dataset_id],
+            copies=pa.table(
+                {
+                    "position": pa.array(list(copies), pa.int32()),
+                    "n_copies": pa.array(list(copies.values()), pa.int32()),
+                }
+            ),
+        )
+    store.query(
+        "UPDATE datasets SET n_records = ?, n_imported = ?, n_duplicates = ?, n_rejected = ?, "
+        "n_turns_skipped = ? WHERE dataset_id = ?",
+        [
+            report.n_records,
+            report.n_imported,
+            report.n_duplicates,
+            report.n_rejected,
+            report.n_turns_skipped,
+            dataset_id,
+        ],
     )
-    # Registered outside the transaction: unregistering inside an aborted one would fail and
-    # hide the error that aborted it.
-    with store.lock:
-        store.con.register("_new_samples", new_samples)
-        store.con.register("_new_errors", new_errors)
-        try:
-            with store.transaction() as con:
-                row = con.execute(
-                    "INSERT INTO datasets (name, source_path, source_sha256, format, n_records, "
-                    "n_imported, n_duplicates, n_rejected, n_turns_skipped) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING dataset_id",
-                    [
-                        report.name,
-                        str(report.path.resolve()),
-                        sha256,
-                        report.format,
-                        report.n_records,
-                        report.n_imported,
-                        report.n_duplicates,
-                        report.n_rejected,
-                        report.n_turns_skipped,
-                    ],
-                ).fetchone()
-                assert row is not None
-                dataset_id = int(row[0])
-                con.execute(
-                    "INSERT INTO samples (dataset_id, position, location, instruction, input, "
-                    "output, pair_hash, n_copies) SELECT ?, position, location, instruction, "
-                    "input, output, pair_hash, n_copies FROM _new_samples ORDER BY position",
-                    [dataset_id],
-                )
-                con.execute(
-                    "INSERT INTO import_errors (dataset_id, location, field, reason, record) "
-                    "SELECT ?, location, field, reason, record FROM _new_errors",
-                    [dataset_id],
-                )
-        finally:
-            store.con.unregister("_new_samples")
-            store.con.unregister("_new_errors")
-    return dataset_id

@@ -6,18 +6,25 @@ DuckDB allows one writing process per file; a second gets StoreBusyError with wh
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from srt_local import paths
 from srt_local.migrations import MIGRATIONS
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+_relation_names = itertools.count()
 
 
 class StoreError(RuntimeError):
@@ -126,6 +133,43 @@ class Store:
             cur = self.con.execute(sql, params or [])
             names = [d[0] for d in cur.description or []]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def execute_with(
+        self, sql: str, params: Sequence[Any] | None = None, **tables: pa.Table
+    ) -> list[tuple[Any, ...]]:
+        """Run `sql` with each Arrow table readable in it as `{keyword}` (braces included).
+
+        For bulk writes (`INSERT ... SELECT ... FROM rows`, `UPDATE ... FROM rows`): one statement
+        per batch of rows instead of one per row. Inside `transaction()` it joins that unit.
+        """
+        with self.lock:
+            # Private names: a name left registered by an aborted transaction is never reused.
+            names = {key: f"_{key}_{next(_relation_names)}" for key in tables}
+            for key, table in tables.items():
+                self.con.register(names[key], table)
+            try:
+                for key, unique in names.items():
+                    sql = sql.replace(f"{{{key}}}", unique)
+                return self.con.execute(sql, params or []).fetchall()
+            finally:
+                for unique in names.values():
+                    # Fails in an aborted transaction (the rollback drops the view anyway); a
+                    # failure here must not hide the error that aborted it.
+                    with contextlib.suppress(duckdb.Error):
+                        self.con.unregister(unique)
+
+    def arrow_batches(
+        self, sql: str, params: Sequence[Any] | None = None, rows: int = 10_000
+    ) -> Iterator[pa.RecordBatch]:
+        """The result of `sql` as Arrow record batches of about `rows` rows, read as consumed.
+
+        Memory stays bounded by a batch whatever the result's size. The store is held for the
+        whole iteration: consume it promptly, and run no other statement on this store from the
+        loop.
+        """
+        with self.lock:
+            reader = self.con.execute(sql, params or []).fetch_record_batch(rows)
+            yield from reader
 
 
 def busy_message(path: Path, exc: Exception | None = None) -> str:
