@@ -361,9 +361,7 @@ def load_models(extra: Path | None = None) -> ModelsConfig:
                 raise ConfigError(f"{file}: [teachers.{name}]: expected a table")
             teachers[name] = _parse_teacher(name, tdata, file)
         top.reject_unknown()
-    config = ModelsConfig(
-        Defaults(**defaults), students, teachers, tuple(read), Limits(**limits)
-    )
+    config = ModelsConfig(Defaults(**defaults), students, teachers, tuple(read), Limits(**limits))
     _check_defaults(config)
     return config
 

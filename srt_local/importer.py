@@ -1,8 +1,8 @@
 """Import a dataset file into the store: a `datasets` row, its distinct `samples`, its bad records.
 
-The file is streamed (see formats/read.py) and written in batches of rows, all in one transaction,
-so an import is whole or absent and its memory does not grow with the file: a million records
-import in well under 1 GB. Exact duplicates (the same instruction, input and output) are stored
+The file is streamed (see formats/read.py) and staged in Parquet files, then stored in one
+transaction, so an import is whole or absent and its memory does not grow with the file: a million
+records import in well under 1 GB. Exact duplicates (the same instruction, input and output) are stored
 once, with `n_copies`; they are found with a set of 16-byte digests of the pair hash (about 120
 bytes a distinct pair in Python). Bad records go to `import_errors` with their location, field,
 reason and (truncated) text. With `strict`, one bad record refuses the whole file and nothing is
@@ -13,6 +13,7 @@ different file under a taken name is an error.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
@@ -22,7 +23,7 @@ from srt_local.formats import DatasetFileError, RecordError, RecordStream, Sourc
 from srt_local.formats.records import DEFAULT_FIELD_CHARS
 from srt_local.store import Store
 
-BATCH_ROWS = 20_000  # rows per insert: big enough for DuckDB, small enough for memory
+BATCH_ROWS = 20_000  # rows per staged Parquet row group
 KEEP_ERRORS = 1_000  # bad records kept in the report for display (all go to the store)
 
 
@@ -67,10 +68,6 @@ class ImportReport:
         )
 
 
-class _Refused(Exception):
-    """Raised inside the import's transaction to roll it back."""
-
-
 def import_dataset(
     store: Store,
     path: Path,
@@ -95,11 +92,7 @@ def import_dataset(
         return existing
     stream = RecordStream(path, fmt, max_chars)
     report = ImportReport(name=name, path=path, format=stream.format)
-    try:
-        with store.transaction():
-            _write(store, stream, report, sha256, strict)
-    except _Refused:
-        report.dataset_id = None
+    _import(store, stream, report, sha256, strict)
     return report
 
 
@@ -144,7 +137,9 @@ def _existing(store: Store, name: str, sha256: str, path: Path) -> ImportReport 
             f"{row['imported_at']:%Y-%m-%d %H:%M}) with different content; import this file "
             "under another name with --name"
         )
-    problems = store.query("SELECT count(*) FROM import_errors WHERE dataset_id = ?", [row["dataset_id"]])
+    problems = store.query(
+        "SELECT count(*) FROM import_errors WHERE dataset_id = ?", [row["dataset_id"]]
+    )
     return ImportReport(
         name=name,
         path=path,
@@ -160,16 +155,33 @@ def _existing(store: Store, name: str, sha256: str, path: Path) -> ImportReport 
     )
 
 
-class _Batches:
-    """Rows waiting to be inserted, flushed every BATCH_ROWS."""
+class _Staging:
+    """The import's rows, written to Parquet files beside the store as they are read.
 
-    def __init__(self, store: Store, dataset_id: int) -> None:
-        self.store = store
-        self.dataset_id = dataset_id
-        self.samples: dict[str, list[Any]] = {
-            k: [] for k in ("position", "location", "instruction", "input", "output", "pair_hash")
+    The store gets them in one transaction at the end, each table in one INSERT ... SELECT over
+    its file. Two reasons, both measured at a million pairs: DuckDB holds every row of a
+    transaction's many small inserts in memory until the commit (1.1 GB), while one big insert
+    from a file is written to disk as it goes (about half); and nothing reaches the store before
+    the file has been read to its end, so a refused or failed import has nothing to undo.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        import pyarrow as pa
+
+        self.folder = folder
+        self.samples: dict[str, list[Any]] = {k: [] for k in _SAMPLE_COLUMNS}
+        self.errors: dict[str, list[Any]] = {k: [] for k in _ERROR_COLUMNS}
+        self.schemas = {
+            "samples": pa.schema(
+                [("position", pa.int32())] + [(k, pa.string()) for k in _SAMPLE_COLUMNS[1:]]
+            ),
+            "errors": pa.schema([(k, pa.string()) for k in _ERROR_COLUMNS]),
         }
-        self.errors: dict[str, list[Any]] = {k: [] for k in ("location", "field", "reason", "record")}
+        self.writers: dict[str, Any] = {}
+
+    def path(self, table: str) -> Path | None:
+        """The staged file of `table` (samples or errors), or None if no row was staged."""
+        return self.folder / f"{table}.parquet" if table in self.writers else None
 
     def add_sample(self, position: int, record: SourceRecord, digest: bytes) -> None:
         s = self.samples
@@ -181,7 +193,7 @@ class _Batches:
         s["output"].append(pair.output)
         s["pair_hash"].append(digest.hex())
         if len(s["position"]) >= BATCH_ROWS:
-            self.flush_samples()
+            self.flush("samples", s)
 
     def add_errors(self, errors: list[RecordError]) -> None:
         e = self.errors
@@ -191,61 +203,62 @@ class _Batches:
             e["reason"].append(error.reason)
             e["record"].append(error.raw)
         if len(e["location"]) >= BATCH_ROWS:
-            self.flush_errors()
+            self.flush("errors", e)
 
-    def flush_samples(self) -> None:
+    def flush(self, table: str, columns: dict[str, list[Any]]) -> None:
         import pyarrow as pa
+        import pyarrow.parquet as pq
 
-        s = self.samples
-        if not s["position"]:
+        if not next(iter(columns.values())):
             return
-        rows = pa.table(
-            {
-                "position": pa.array(s["position"], pa.int32()),
-                **{k: pa.array(s[k], pa.string()) for k in s if k != "position"},
-            }
-        )
-        for column in s.values():
+        schema = self.schemas[table]
+        batch = pa.table({k: pa.array(v, schema.field(k).type) for k, v in columns.items()})
+        for column in columns.values():
             column.clear()
-        self.store.execute_with(
-            "INSERT INTO samples (dataset_id, position, location, instruction, input, output, "
-            "pair_hash, n_copies) SELECT ?, position, location, instruction, input, output, "
-            "pair_hash, 1 FROM {rows} ORDER BY position",
-            [self.dataset_id],
-            rows=rows,
-        )
+        if table not in self.writers:
+            # Uncompressed: the file lives for seconds, and the CPU is the scarce part.
+            self.writers[table] = pq.ParquetWriter(
+                self.folder / f"{table}.parquet", schema, compression="none"
+            )
+        self.writers[table].write_table(batch)
 
-    def flush_errors(self) -> None:
-        import pyarrow as pa
-
-        e = self.errors
-        if not e["location"]:
-            return
-        rows = pa.table({k: pa.array(v, pa.string()) for k, v in e.items()})
-        for column in e.values():
-            column.clear()
-        self.store.execute_with(
-            "INSERT INTO import_errors (dataset_id, location, field, reason, record) "
-            "SELECT ?, location, field, reason, record FROM {rows}",
-            [self.dataset_id],
-            rows=rows,
-        )
+    def close(self) -> None:
+        self.flush("samples", self.samples)
+        self.flush("errors", self.errors)
+        for writer in self.writers.values():
+            writer.close()
 
 
-def _write(
+_SAMPLE_COLUMNS = ("position", "location", "instruction", "input", "output", "pair_hash")
+_ERROR_COLUMNS = ("location", "field", "reason", "record")
+
+
+def _import(
     store: Store, stream: RecordStream, report: ImportReport, sha256: str, strict: bool
 ) -> None:
-    """Stream the records into the store (inside the caller's transaction)."""
-    import pyarrow as pa
+    """Read the whole stream into staging files, then store them in one transaction."""
+    with tempfile.TemporaryDirectory(prefix=".srt-import-", dir=store.path.parent) as folder:
+        staging = _Staging(Path(folder))
+        try:
+            copies = _stage(stream, report, staging, strict)
+        finally:
+            staging.close()
+        if strict and report.n_problems:
+            report.refused = (
+                f"--strict: {report.n_rejected} of {report.n_records} records are bad; "
+                "nothing written"
+            )
+            return
+        if not report.n_imported:
+            report.refused = f"no valid record among {report.n_records}; nothing written"
+            return
+        _store(store, report, sha256, staging, copies)
 
-    row = store.query(
-        "INSERT INTO datasets (name, source_path, source_sha256, format, n_records, n_imported, "
-        "n_duplicates, n_rejected, n_turns_skipped) VALUES (?, ?, ?, ?, 0, 0, 0, 0, 0) "
-        "RETURNING dataset_id",
-        [report.name, str(report.path.resolve()), sha256, stream.format],
-    )
-    report.dataset_id = dataset_id = int(row[0][0])
-    batches = _Batches(store, dataset_id)
+
+def _stage(
+    stream: RecordStream, report: ImportReport, staging: _Staging, strict: bool
+) -> dict[int, int]:
+    """Stage every distinct good pair and every bad record; returns the copy counts over 1."""
     # digest prefix -> position; 16 bytes of SHA-256 make a collision practically impossible, and
     # the store's UNIQUE (dataset_id, pair_hash) would refuse one rather than lose a pair.
     seen: dict[bytes, int] = {}
@@ -263,49 +276,68 @@ def _write(
                 continue
             position = seen[key] = len(seen)
             if not (strict and report.n_problems):
-                batches.add_sample(position, got, digest)
+                staging.add_sample(position, got, digest)
             continue
         report.n_problems += len(got)
         room = KEEP_ERRORS - len(report.errors)
         if room > 0:
             report.errors.extend(got[:room])
-        batches.add_errors(got)
-    batches.flush_samples()
-    batches.flush_errors()
+        staging.add_errors(got)
     report.n_records = stream.n_records
     report.n_rejected = stream.n_rejected
     report.n_turns_skipped = stream.turns_skipped
     report.n_imported = len(seen)
     report.n_duplicates = n_good - len(seen)
-    if strict and report.n_problems:
-        report.refused = (
-            f"--strict: {report.n_rejected} of {report.n_records} records are bad; nothing written"
+    return copies
+
+
+def _store(
+    store: Store, report: ImportReport, sha256: str, staging: _Staging, copies: dict[int, int]
+) -> None:
+    import pyarrow as pa
+
+    with store.transaction():
+        row = store.query(
+            "INSERT INTO datasets (name, source_path, source_sha256, format, n_records, "
+            "n_imported, n_duplicates, n_rejected, n_turns_skipped) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING dataset_id",
+            [
+                report.name,
+                str(report.path.resolve()),
+                sha256,
+                report.format,
+                report.n_records,
+                report.n_imported,
+                report.n_duplicates,
+                report.n_rejected,
+                report.n_turns_skipped,
+            ],
         )
-        raise _Refused
-    if not seen:
-        report.refused = f"no valid record among {report.n_records}; nothing written"
-        raise _Refused
-    if copies:
-        store.execute_with(
-            "UPDATE samples SET n_copies = c.n_copies FROM {copies} c "
-            "WHERE samples.dataset_id = ? AND samples.position = c.position",
-            [dataset_id],
-            copies=pa.table(
-                {
-                    "position": pa.array(list(copies), pa.int32()),
-                    "n_copies": pa.array(list(copies.values()), pa.int32()),
-                }
-            ),
+        report.dataset_id = dataset_id = int(row[0][0])
+        # No ORDER BY: DuckDB keeps a scan's order on insert (preserve_insertion_order), so
+        # sample ids follow positions without sorting a million texts.
+        store.query(
+            "INSERT INTO samples (dataset_id, position, location, instruction, input, output, "
+            "pair_hash, n_copies) SELECT ?, position, location, instruction, input, output, "
+            "pair_hash, 1 FROM read_parquet(?)",
+            [dataset_id, str(staging.path("samples"))],
         )
-    store.query(
-        "UPDATE datasets SET n_records = ?, n_imported = ?, n_duplicates = ?, n_rejected = ?, "
-        "n_turns_skipped = ? WHERE dataset_id = ?",
-        [
-            report.n_records,
-            report.n_imported,
-            report.n_duplicates,
-            report.n_rejected,
-            report.n_turns_skipped,
-            dataset_id,
-        ],
-    )
+        errors = staging.path("errors")
+        if errors is not None:
+            store.query(
+                "INSERT INTO import_errors (dataset_id, location, field, reason, record) "
+                "SELECT ?, location, field, reason, record FROM read_parquet(?)",
+                [dataset_id, str(errors)],
+            )
+        if copies:
+            store.execute_with(
+                "UPDATE samples SET n_copies = c.n_copies FROM {copies} c "
+                "WHERE samples.dataset_id = ? AND samples.position = c.position",
+                [dataset_id],
+                copies=pa.table(
+                    {
+                        "position": pa.array(list(copies), pa.int32()),
+                        "n_copies": pa.array(list(copies.values()), pa.int32()),
+                    }
+                ),
+            )

@@ -42,6 +42,7 @@ CSV_COLUMNS = ("instruction", "input", "output")
 CHUNK = 1 << 20  # bytes read at a time from a JSON array
 DETECT_LOOKAHEAD = 10_000  # records read, at most, to find the format's keys
 
+
 class DatasetFileError(ValueError):
     """The file cannot be read as a dataset at all."""
 
@@ -161,7 +162,9 @@ class RecordStream:
             except RecordProblems as exc:
                 raw = item.raw_text()
                 self.n_rejected += 1
-                yield [RecordError(name, item.location, p.field, p.reason, raw) for p in exc.problems]
+                yield [
+                    RecordError(name, item.location, p.field, p.reason, raw) for p in exc.problems
+                ]
                 continue
             self.turns_skipped += skipped
             yield SourceRecord(item.location, pair)
@@ -439,7 +442,9 @@ def _not_an_array(window: _Window, decoder: json.JSONDecoder, pos: int) -> Datas
     if isinstance(value, dict):
         lists = [k for k, v in value.items() if isinstance(v, list)]
         hint = f" (its key {lists[0]!r} holds a list: save that list alone)" if lists else ""
-    return DatasetFileError(f"{name}: expected a JSON array of records, got {describe(value)}{hint}")
+    return DatasetFileError(
+        f"{name}: expected a JSON array of records, got {describe(value)}{hint}"
+    )
 
 
 def _csv_items(name: str, fh: IO[bytes]) -> Iterator[_Item]:
