@@ -322,14 +322,19 @@ def datasets_table(store: Store) -> pa.Table:
 
 
 def import_errors_page(store: Store, dataset_id: int, limit: int) -> tuple[pa.Table, int]:
-    """A dataset's rejected records (location, field, reason), capped, and how many there are."""
+    """A dataset's rejected records, one row each (a record's problems joined), in file order,
+    capped, and how many rejected records there are: the same count as `datasets.n_rejected`.
+    """
+    # import_errors holds one row per problem; a record can have several (same location).
     with store.lock:
         table = store.con.sql(
-            "SELECT location, coalesce(field, '') AS field, reason FROM import_errors "
-            "WHERE dataset_id = ? LIMIT ?",
+            "SELECT location, string_agg(coalesce(field, ''), ', ' ORDER BY rowid) AS field, "
+            "string_agg(reason, '; ' ORDER BY rowid) AS reason FROM import_errors "
+            "WHERE dataset_id = ? GROUP BY location ORDER BY min(rowid) LIMIT ?",
             params=[dataset_id, limit],
         ).to_arrow_table()
         total = store.con.execute(
-            "SELECT count(*) FROM import_errors WHERE dataset_id = ?", [dataset_id]
+            "SELECT count(DISTINCT location) FROM import_errors WHERE dataset_id = ?",
+            [dataset_id],
         ).fetchall()
     return table, int(total[0][0])

@@ -168,8 +168,8 @@ class Store:
         loop.
         """
         with self.lock:
-            reader = self.con.execute(sql, params or []).fetch_record_batch(rows)
-            yield from reader
+            relation = self.con.sql(sql, params=list(params or []))
+            yield from relation.to_arrow_reader(rows)
 
 
 def busy_message(path: Path, exc: Exception | None = None) -> str:

@@ -362,12 +362,12 @@ class _Window:
                     continue
                 raise self.error(exc.pos, exc.msg) from None
             except RecursionError:
-                end = _skip_value(self.text, pos)
-                if end is None:
+                skipped = _skip_value(self.text, pos)
+                if skipped is None:
                     if self.more(len(self.text) - pos):
                         continue
                     raise self.error(len(self.text), "unterminated value") from None
-                return None, end, False
+                return None, skipped, False
             if end == len(self.text) and self.more(len(self.text) - pos):
                 continue
             return value, end, True

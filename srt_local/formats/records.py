@@ -110,10 +110,9 @@ FORMAT_KEYS = {
 
 
 def _has_keys(record: dict[str, Any], fmt: str) -> bool:
-    for key in FORMAT_KEYS[fmt]:
-        if key in record:
-            return True
-    return False
+    keys = FORMAT_KEYS[fmt]
+    # Two plain lookups, not any(): this runs once per record of a million-record file.
+    return keys[0] in record or (len(keys) > 1 and keys[1] in record)
 
 
 def detect_format(record: Any) -> str | None:
@@ -177,10 +176,14 @@ def _text(
     max_chars: int,
 ) -> str:
     value = record.get(key)
-    if type(value) is str and len(value) <= max_chars and not _SURROGATE.search(value):
-        # The common case, checked first: a million records pass here.
-        if not required or not value.isspace() and value:
-            return value
+    # The common case, checked first: a million records pass here.
+    if (
+        type(value) is str
+        and len(value) <= max_chars
+        and not _SURROGATE.search(value)
+        and (not required or (value and not value.isspace()))
+    ):
+        return value
     if key not in record:
         if required:
             problems.append(FieldProblem(field, "missing"))
