@@ -41,11 +41,76 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 TARGETS = {"import": 50_000, "rss_mb": 1024, "browse_s": 1.0, "status_s": 1.0}
-WORDS = (
-    "the of and to in is you that it he was for on are as with his they at be this have from "
-    "or one had by word but not what all were we when your can said there use an each which she "
-    "do how their if will up other about out many then them these so some her would make like"
-).split()
+WORDS = [
+    *(
+        [
+            "the",
+            "of",
+            "and",
+            "to",
+            "in",
+            "is",
+            "you",
+            "that",
+            "it",
+            "he",
+            "was",
+            "for",
+            "on",
+            "are",
+            "as",
+            "with",
+            "his",
+            "they",
+            "at",
+            "be",
+            "this",
+        ]
+    ),
+    *(
+        [
+            "have",
+            "from",
+            "or",
+            "one",
+            "had",
+            "by",
+            "word",
+            "but",
+            "not",
+            "what",
+            "all",
+            "were",
+            "we",
+            "when",
+            "your",
+            "can",
+            "said",
+            "there",
+        ]
+    ),
+    *(
+        [
+            "use",
+            "an",
+            "each",
+            "which",
+            "she",
+            "do",
+            "how",
+            "their",
+            "if",
+            "will",
+            "up",
+            "other",
+            "about",
+            "out",
+            "many",
+            "then",
+            "them",
+        ]
+    ),
+]
 
 
 def generate(path: Path, n: int) -> tuple[int, int]:
@@ -67,22 +132,22 @@ def generate(path: Path, n: int) -> tuple[int, int]:
             context = " ".join(r.choices(WORDS, k=r.randint(0, 20))) if j % 3 == 0 else ""
             output = " ".join(r.choices(WORDS, k=r.randint(20, 120)))
             f.write(
-                json.dumps({"instruction": instruction, "input": context, "output": output})
-                + "\n"
+                json.dumps({"instruction": instruction, "input": context, "output": output}) + "\n"
             )
     return dups, bad
 
 
 def measured(argv: list[str], env: dict[str, str]) -> tuple[float, float, int, str]:
     """Run argv as a child: (seconds, the child's own peak RSS in MB, exit code, output tail)."""
-    out_file = tempfile.TemporaryFile(mode="w+")
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=out_file, stderr=subprocess.STDOUT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out_file.seek(0)
-    tail = out_file.read()[-2000:]
+    with tempfile.TemporaryFile(mode="w+") as out_file:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, stdout=out_file, stderr=subprocess.STDOUT)
+        # wait4 gives this child's own rusage (RUSAGE_CHILDREN would be the max over all).
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out_file.seek(0)
+        tail = out_file.read()[-2000:]
     return seconds, usage.ru_maxrss / 1024, proc.returncode, tail
 
 
@@ -133,7 +198,11 @@ def synthetic_run(db: Path) -> tuple[int, float]:
             store.query(
                 "INSERT INTO versions (sample_id, teacher_key, kind, instruction, input, output, "
                 "pair_hash, critique) SELECT sample_id, 'synthetic', ?, "
-                + ("instruction || ' (synthetic rewrite)'" if column == "instruction" else "instruction")
+                + (
+                    "instruction || ' (synthetic rewrite)'"
+                    if column == "instruction"
+                    else "instruction"
+                )
                 + ", input, "
                 + ("output || ' (synthetic rewrite)'" if column == "output" else "output")
                 + ", sha256(pair_hash || ?), 'synthetic' FROM samples WHERE dataset_id = ?",
@@ -245,7 +314,9 @@ def main() -> None:
     )
     print(f"store         {store_size(db) / 1e6:,.0f} MB on disk with the run")
 
-    seconds, _, code, tail = measured([sys.executable, "-c", STATUS_CHILD, str(db), str(run_id)], env)
+    seconds, _, code, tail = measured(
+        [sys.executable, "-c", STATUS_CHILD, str(db), str(run_id)], env
+    )
     engine_s = float(result_line(tail)[0])
     cli_s, _, code, tail = measured(srt_argv("status", str(run_id), "--db", str(db)), env)
     if code != 0:
@@ -255,7 +326,9 @@ def main() -> None:
         f"<= 1 s]; `srt status` command {cli_s:.3f} s wall, Python start-up included"
     )
 
-    seconds, _, code, tail = measured([sys.executable, "-c", BROWSE_CHILD, str(db), str(run_id)], env)
+    seconds, _, code, tail = measured(
+        [sys.executable, "-c", BROWSE_CHILD, str(db), str(run_id)], env
+    )
     opened, page, deep, rows, total = result_line(tail)
     print(
         f"browse        first page {float(page):.3f} s [{verdict(float(page) <= TARGETS['browse_s'])}"

@@ -123,9 +123,7 @@ def browse_page(
         f"JOIN samples s ON s.sample_id = p.sample_id ORDER BY {order}"
     )
     with store.lock:
-        table = store.con.sql(
-            sql, params=[run_id, *params, limit, offset, run_id]
-        ).to_arrow_table()
+        table = store.con.sql(sql, params=[run_id, *params, limit, offset, run_id]).to_arrow_table()
         total = store.con.execute(f"SELECT count(*) {base}", [run_id, *params]).fetchall()
     return table, int(total[0][0])
 
