@@ -41,75 +41,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 TARGETS = {"import": 50_000, "rss_mb": 1024, "browse_s": 1.0, "status_s": 1.0}
+# 64 made-up words of 2 to 5 letters: text that looks like text to DuckDB's string compression.
 WORDS = [
-    *(
-        [
-            "the",
-            "of",
-            "and",
-            "to",
-            "in",
-            "is",
-            "you",
-            "that",
-            "it",
-            "he",
-            "was",
-            "for",
-            "on",
-            "are",
-            "as",
-            "with",
-            "his",
-            "they",
-            "at",
-            "be",
-            "this",
-        ]
-    ),
-    *(
-        [
-            "have",
-            "from",
-            "or",
-            "one",
-            "had",
-            "by",
-            "word",
-            "but",
-            "not",
-            "what",
-            "all",
-            "were",
-            "we",
-            "when",
-            "your",
-            "can",
-            "said",
-            "there",
-        ]
-    ),
-    *(
-        [
-            "use",
-            "an",
-            "each",
-            "which",
-            "she",
-            "do",
-            "how",
-            "their",
-            "if",
-            "will",
-            "up",
-            "other",
-            "about",
-            "out",
-            "many",
-            "then",
-            "them",
-        ]
-    ),
+    a + b
+    for a in ("ka", "lo", "mi", "ne", "su", "tor", "vel", "qu")
+    for b in ("", "ra", "n", "st", "mo", "li", "x", "de")
 ]
 
 
