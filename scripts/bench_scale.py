@@ -73,8 +73,15 @@ def generate(path: Path, n: int) -> tuple[int, int]:
     return dups, bad
 
 
+LAST_CPU = [0.0]  # CPU seconds (user + system) of the last measured child
+
+
 def measured(argv: list[str], env: dict[str, str]) -> tuple[float, float, int, str]:
-    """Run argv as a child: (seconds, the child's own peak RSS in MB, exit code, output tail)."""
+    """Run argv as a child: (seconds, the child's own peak RSS in MB, exit code, output tail).
+
+    The child's CPU time is left in LAST_CPU: on a shared machine, records per CPU-second say
+    what the code costs when wall-clock rates say mostly how busy the machine was.
+    """
     with tempfile.TemporaryFile(mode="w+") as out_file:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, env=env, stdout=out_file, stderr=subprocess.STDOUT)
@@ -82,6 +89,7 @@ def measured(argv: list[str], env: dict[str, str]) -> tuple[float, float, int, s
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
+        LAST_CPU[0] = usage.ru_utime + usage.ru_stime
         out_file.seek(0)
         tail = out_file.read()[-2000:]
     return seconds, usage.ru_maxrss / 1024, proc.returncode, tail
@@ -199,6 +207,11 @@ print(f"RESULT {time.perf_counter() - start:.3f} {st.samples} {st.kept}")
 """
 
 
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min)"
+
+
 def result_line(tail: str) -> list[str]:
     for line in tail.splitlines():
         if line.startswith("RESULT "):
@@ -223,7 +236,7 @@ def main() -> None:
     data, db, out = work / "bench.jsonl", work / "bench.duckdb", work / "export" / "kept.jsonl"
     for stale in (db, db.with_name(db.name + ".wal")):
         stale.unlink(missing_ok=True)
-    print(f"bench_scale: {args.pairs:,} records in {work} (load average {os.getloadavg()[0]:.1f})")
+    print(f"bench_scale: {args.pairs:,} records in {work} ({load()})")
 
     start = time.perf_counter()
     dups, bad = generate(data, args.pairs)
@@ -240,6 +253,10 @@ def main() -> None:
         f"import        {seconds:7.1f} s  {rate:,.0f} records/s "
         f"[{verdict(rate >= TARGETS['import'])}: >= 50,000]  peak RSS {rss:,.0f} MB "
         f"[{verdict(rss <= TARGETS['rss_mb'])}: <= 1 GB]"
+    )
+    print(
+        f"              import CPU {LAST_CPU[0]:.1f} s: {args.pairs / LAST_CPU[0]:,.0f} records "
+        "per CPU-second (all threads)"
     )
     print(f"store         {store_size(db) / 1e6:,.0f} MB on disk after import")
 
@@ -285,6 +302,7 @@ def main() -> None:
     )
     # TODO(ray executor): scoring throughput with 1 and 2 Ray workers of 1 thread (1/2/4/8 where
     # the cores exist), filled in by the Ray executor's change.
+    print(f"machine       {os.cpu_count()} cores; {load()} at the end")
     print("ray           not measured (see --ray)")
     if args.ray:
         print("ray           --ray: the Ray executor does not exist yet; nothing to measure")
