@@ -158,6 +158,26 @@ class Store:
                     with contextlib.suppress(duckdb.Error):
                         self.con.unregister(unique)
 
+    @contextmanager
+    def settings(self, **values: str) -> Iterator[None]:
+        """DuckDB settings for a block of work (e.g. memory_limit="512MB"), put back after.
+
+        Holds the store for the block, so no other thread's statement runs under them.
+        """
+        with self.lock:
+            old: dict[str, str] = {}
+            try:
+                for name, value in values.items():
+                    if not name.isidentifier():
+                        raise ValueError(f"not a setting name: {name!r}")
+                    row = self.con.execute("SELECT current_setting(?)", [name]).fetchone()
+                    old[name] = str(row[0]) if row else ""
+                    self.con.execute(f"SET {name} = '{_quote(value)}'")
+                yield
+            finally:
+                for name, value in old.items():
+                    self.con.execute(f"SET {name} = '{_quote(value)}'")
+
     def arrow_batches(
         self, sql: str, params: Sequence[Any] | None = None, rows: int = 10_000
     ) -> Iterator[pa.RecordBatch]:
@@ -170,6 +190,10 @@ class Store:
         with self.lock:
             relation = self.con.sql(sql, params=list(params or []))
             yield from relation.to_arrow_reader(rows)
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "''")
 
 
 def busy_message(path: Path, exc: Exception | None = None) -> str:
