@@ -27,7 +27,6 @@ from srt_local.formats import (
 from srt_local.pairs import Pair
 from srt_local.store import Store
 
-
 EXPORT_MEMORY_LIMIT = "400MB"  # DuckDB's share while an export runs
 
 
