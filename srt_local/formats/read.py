@@ -85,15 +85,23 @@ class ReadResult:
 class _Item:
     """One record as the container gave it: a parsed value, or the reason it could not be parsed."""
 
-    __slots__ = ("location", "parse_error", "raw", "value")
+    __slots__ = ("escapes", "location", "parse_error", "raw", "value")
 
     def __init__(
-        self, location: str, value: Any, raw: str | None = None, parse_error: str | None = None
+        self,
+        location: str,
+        value: Any,
+        raw: str | None = None,
+        parse_error: str | None = None,
+        escapes: bool = False,
     ) -> None:
         self.location = location
         self.value = value
         self.raw = raw  # the record's text where the file gives it cheaply
         self.parse_error = parse_error
+        # Whether the JSON text holds a \uD800-\uDFFF escape, the only way a lone surrogate
+        # gets into a decoded value (CSV and Parquet text is valid UTF-8 already).
+        self.escapes = escapes
 
     def raw_text(self) -> str:
         """The record's text as the store keeps it for a bad record (clipped, always storable)."""
@@ -158,7 +166,7 @@ class RecordStream:
                 yield [RecordError(name, item.location, None, item.parse_error, item.raw_text())]
                 continue
             try:
-                pair, skipped = to_pair(item.value, fmt, max_chars)
+                pair, skipped = to_pair(item.value, fmt, max_chars, item.escapes)
             except RecordProblems as exc:
                 raw = item.raw_text()
                 self.n_rejected += 1
@@ -277,9 +285,11 @@ def _jsonl_items(fh: IO[bytes]) -> Iterator[_Item]:
             except RecursionError:
                 yield _Item(location, None, text, _TOO_DEEP)
                 continue
-            yield _Item(location, value, text)
+            yield _Item(location, value, text, escapes=_ESCAPE.search(text) is not None)
 
 
+# A JSON escape of a UTF-16 surrogate (a false alarm on an escaped backslash costs only a search).
+_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _WS = re.compile(r"[ \t\n\r]*")
 _TOO_DEEP = "nested too deeply to read (hundreds of levels of arrays or objects)"
 # A JSON string, or one bracket: enough to find where a too-deep value ends without recursion.
@@ -410,7 +420,11 @@ def _json_items(name: str, fh: IO[bytes]) -> Iterator[_Item]:
                 # A bounded slice: the text is only kept for an error message.
                 clip = text[pos : min(end, pos + RAW_LIMIT + 1)]
                 location = f"index {index} (line {line})"
-                yield _Item(location, value, clip) if ok else _Item(location, None, clip, _TOO_DEEP)
+                if ok:
+                    escapes = _ESCAPE.search(text, pos, end) is not None
+                    yield _Item(location, value, clip, escapes=escapes)
+                else:
+                    yield _Item(location, None, clip, _TOO_DEEP)
                 index += 1
                 pos = window.skip_ws(end)
                 if window.text.startswith(",", pos):

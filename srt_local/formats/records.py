@@ -130,11 +130,14 @@ class RecordProblems(Exception):
         self.problems = problems
 
 
-def to_pair(record: Any, fmt: str, max_chars: int = DEFAULT_FIELD_CHARS) -> tuple[Pair, int]:
+def to_pair(
+    record: Any, fmt: str, max_chars: int = DEFAULT_FIELD_CHARS, surrogates: bool = True
+) -> tuple[Pair, int]:
     """The record as a Pair and the number of turns the multi-turn policy dropped.
 
     Raises RecordProblems, with every problem found, when the record is not a valid `fmt` record
-    (a text field longer than `max_chars` is one).
+    (a text field longer than `max_chars` is one). `surrogates=False` skips the search for lone
+    surrogates, for a record whose source text has no `\\uD8..`-`\\uDF..` escape (the reader knows).
     """
     if not isinstance(record, dict):
         raise RecordProblems(
@@ -147,18 +150,18 @@ def to_pair(record: Any, fmt: str, max_chars: int = DEFAULT_FIELD_CHARS) -> tupl
             [FieldProblem(None, f"{article} {looks_like} record, but the file is read as {fmt}")]
         )
     if fmt == "alpaca":
-        return _alpaca(record, max_chars), 0
-    return _conversation(record, CONVERSATIONS[fmt], max_chars)
+        return _alpaca(record, max_chars, surrogates), 0
+    return _conversation(record, CONVERSATIONS[fmt], max_chars, surrogates)
 
 
-def text_problem(value: str, max_chars: int) -> str | None:
+def text_problem(value: str, max_chars: int, surrogates: bool = True) -> str | None:
     """Why a string cannot be stored as a field, or None if it can."""
     if len(value) > max_chars:
         return (
             f"{len(value):,} characters, over the import limit of {max_chars:,} "
             "([limits] import_field_chars in models.toml)"
         )
-    found = _SURROGATE.search(value)
+    found = _SURROGATE.search(value) if surrogates else None
     if found is not None:
         return (
             f"a lone surrogate \\u{ord(found.group()):04x} at character {found.start()} "
@@ -174,13 +177,14 @@ def _text(
     required: bool,
     problems: list[FieldProblem],
     max_chars: int,
+    surrogates: bool,
 ) -> str:
     value = record.get(key)
     # The common case, checked first: a million records pass here.
     if (
         type(value) is str
         and len(value) <= max_chars
-        and not _SURROGATE.search(value)
+        and not (surrogates and _SURROGATE.search(value))
         and (not required or (value and not value.isspace()))
     ):
         return value
@@ -196,17 +200,17 @@ def _text(
     if required and not value.strip():
         problems.append(FieldProblem(field, "empty" if not value else "only whitespace"))
     else:
-        bad = text_problem(value, max_chars)
+        bad = text_problem(value, max_chars, surrogates)
         if bad is not None:
             problems.append(FieldProblem(field, bad))
     return value
 
 
-def _alpaca(record: dict[str, Any], max_chars: int) -> Pair:
+def _alpaca(record: dict[str, Any], max_chars: int, surrogates: bool) -> Pair:
     problems: list[FieldProblem] = []
-    instruction = _text(record, "instruction", "instruction", True, problems, max_chars)
-    input_ = _text(record, "input", "input", False, problems, max_chars)
-    output = _text(record, "output", "output", True, problems, max_chars)
+    instruction = _text(record, "instruction", "instruction", True, problems, max_chars, surrogates)
+    input_ = _text(record, "input", "input", False, problems, max_chars, surrogates)
+    output = _text(record, "output", "output", True, problems, max_chars, surrogates)
     if problems:
         raise RecordProblems(problems)
     return Pair(instruction, input_, output)
@@ -234,7 +238,9 @@ def _content(turn: dict[str, Any], field: str, conv: Conversation) -> tuple[str 
     return "".join(texts), ""
 
 
-def _conversation(record: dict[str, Any], conv: Conversation, max_chars: int) -> tuple[Pair, int]:
+def _conversation(
+    record: dict[str, Any], conv: Conversation, max_chars: int, surrogates: bool
+) -> tuple[Pair, int]:
     problems: list[FieldProblem] = []
     if conv.key not in record:
         raise RecordProblems([FieldProblem(conv.key, "missing")])
@@ -308,7 +314,7 @@ def _conversation(record: dict[str, Any], conv: Conversation, max_chars: int) ->
         elif not text.strip():
             problems.append(FieldProblem(field, "empty" if not text else "only whitespace"))
         else:
-            bad = text_problem(text, max_chars)
+            bad = text_problem(text, max_chars, surrogates)
             if bad is not None:
                 problems.append(FieldProblem(field, bad))
         texts.append(text or "")
