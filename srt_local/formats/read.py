@@ -310,6 +310,10 @@ class _Window:
         self.eof = False
         self.line = 1  # the file line of text[0]
         self.column = 0  # the 0-based column of text[0] in that line
+        # A known (index, line) pair: lines are counted on from it, never from the window's start
+        # (that would rescan the window for every element).
+        self.mark = 0
+        self.mark_line = 1
 
     def more(self, at_least: int = CHUNK) -> bool:
         """Append at least `at_least` more bytes' worth of text; False at the end of the file."""
@@ -322,23 +326,26 @@ class _Window:
             raise _utf8_error(self.name, self.fh) from None
         if not block:
             self.eof = True
-        return bool(block) or False
+        return bool(block)
 
     def drop(self, pos: int) -> int:
         """Forget the text before `pos` (already parsed); returns the new index of `pos`."""
         if pos < CHUNK:
             return pos
-        newlines = self.text.count("\n", 0, pos)
-        if newlines:
-            self.line += newlines
-            self.column = pos - self.text.rfind("\n", 0, pos) - 1
-        else:
-            self.column += pos
+        line = self.line_at(pos)
+        nl = self.text.rfind("\n", 0, pos)
+        self.column = pos - nl - 1 if nl >= 0 else self.column + pos
+        self.line = self.mark_line = line
+        self.mark = 0
         self.text = self.text[pos:]
         return 0
 
     def line_at(self, pos: int) -> int:
-        return self.line + self.text.count("\n", 0, pos)
+        if pos < self.mark:
+            self.mark, self.mark_line = 0, self.line
+        self.mark_line += self.text.count("\n", self.mark, pos)
+        self.mark = pos
+        return self.mark_line
 
     def column_at(self, pos: int) -> int:
         """1-based."""
