@@ -3,7 +3,8 @@
     python scripts/bench_scale.py --pairs 1000000 [--dir DIR] [--keep]
 
 Steps, each timed; the ones a user runs as a command are run as one, in a child process whose own
-peak RSS is read from the kernel (os.wait4), so the numbers are those of `srt` itself:
+peak RSS is read from the kernel (os.wait4), so the numbers are those of `srt` itself (this process
+stays small: a child's peak RSS starts at its parent's):
 1. generate N alpaca records to a JSONL file (streamed; 1% exact duplicates, 0.1% bad records);
 2. `srt import` it (the real command);
 3. write a SYNTHETIC run over the dataset, in SQL through the store's methods: the original
@@ -229,7 +230,12 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="work folder (default: a temp one)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--ray", action="store_true", help="(not available yet) Ray scoring rows")
+    parser.add_argument("--synthetic-run", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.synthetic_run:
+        run_id, _ = synthetic_run(args.synthetic_run)
+        print(f"RESULT {run_id}")
+        return
     work = args.dir or Path(tempfile.mkdtemp(prefix="srt-bench-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(REPO), "SRT_HOME": str(work / "home")}
@@ -260,7 +266,12 @@ def main() -> None:
     )
     print(f"store         {store_size(db) / 1e6:,.0f} MB on disk after import")
 
-    run_id, seconds = synthetic_run(db)
+    # In a child: a child's peak RSS starts at its parent's (Linux carries the high-water mark
+    # across fork and exec), so this process stays small for the children measured after it.
+    seconds, _, code, tail = measured([sys.executable, __file__, "--synthetic-run", str(db)], env)
+    if code != 0:
+        raise SystemExit(f"the synthetic run failed ({code}):\n{tail}")
+    run_id = int(result_line(tail)[0])
     print(
         f"synthetic run {seconds:7.1f} s  run {run_id}: SYNTHETIC versions, teacher calls, "
         "scores and decisions (no model)"
