@@ -10,11 +10,13 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from srt_local.store import Store
+
+if TYPE_CHECKING:
+    # Types only: `srt status` reads KEPT_SQL from here and need not load pyarrow to start.
+    import pyarrow as pa
 
 OVERRIDES = ("accept", "reject")
 BRANCHES = ("QA", "Q", "A", "ori")
