@@ -364,3 +364,18 @@ def test_the_demo_corpus_imports_the_same_as_the_reader_says(tmp_path: Path) -> 
                 assert expected == []
                 continue
             assert stored_samples(store, int(report.dataset_id or 0)) == expected
+
+
+def test_a_file_broken_after_good_records_leaves_nothing(tmp_path: Path) -> None:
+    """The reader fails part-way (a truncated array): the good records before it are not stored."""
+    path = tmp_path / "cut.json"
+    good = [{"instruction": f"Q{i}", "output": f"A{i}"} for i in range(5000)]
+    path.write_text(json.dumps(good)[:-40])
+    db = tmp_path / "s.duckdb"
+    result = srt("import", path, "--db", db)
+    assert result.exit_code == 2
+    assert "the JSON ends early (a truncated file?)" in result.stderr
+    with Store.open(db, read_only=True) as store:
+        assert store.query("SELECT count(*) FROM datasets") == [(0,)]
+        assert store.query("SELECT count(*) FROM samples") == [(0,)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.json", "s.duckdb"]

@@ -361,7 +361,9 @@ class _Window:
 
     def error(self, pos: int, message: str) -> DatasetFileError:
         where = f"{self.name}: line {self.line_at(pos)} column {self.column_at(pos)}"
-        if not self.text[pos:].strip() and self.eof:
+        # A string left open runs to the end of the file: the file ends inside it.
+        ends_early = not self.text[pos:].strip() or message.startswith("Unterminated string")
+        if ends_early and self.eof:
             return DatasetFileError(f"{where}: the JSON ends early (a truncated file?)")
         return DatasetFileError(f"{where}: invalid JSON: {message}")
 

@@ -216,7 +216,7 @@ def _alpaca(record: dict[str, Any], max_chars: int, surrogates: bool) -> Pair:
     return Pair(instruction, input_, output)
 
 
-def _content(turn: dict[str, Any], field: str, conv: Conversation) -> tuple[str | None, str]:
+def _content(turn: dict[str, Any], conv: Conversation) -> tuple[str | None, str]:
     """A turn's text (a string, or its text parts joined) or None, and why not."""
     if conv.content_key not in turn:
         return None, "missing"
@@ -308,7 +308,7 @@ def _conversation(
     texts: list[str] = []
     for i in (first, first + 1):
         field = f"{conv.key}[{i}].{conv.content_key}"
-        text, reason = _content(turns[i], field, conv)
+        text, reason = _content(turns[i], conv)
         if text is None:
             problems.append(FieldProblem(field, reason))
         elif not text.strip():
