@@ -96,11 +96,23 @@ class Defaults:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Size limits that keep one hostile record or reply from costing the whole job."""
+
+    # A field over this many characters rejects its record at import (the scorer would truncate
+    # it to the student's max_tokens anyway, after paying for it).
+    import_field_chars: int = 200_000
+    # A teacher reply over this many characters is a failed call of that sample only.
+    reply_chars: int = 100_000
+
+
+@dataclass(frozen=True)
 class ModelsConfig:
     defaults: Defaults
     students: Mapping[str, StudentSpec]
     teachers: Mapping[str, TeacherSpec]
     files: tuple[Path, ...]
+    limits: Limits = field(default_factory=Limits)
 
     def student(self, name: str) -> StudentSpec:
         """A named student, or an ad-hoc one for a path ending in .gguf."""
@@ -323,6 +335,18 @@ def _think(t: _Table, backend: str) -> bool | str:
     return think
 
 
+def _parse_limits(data: Mapping[str, Any], file: Path) -> dict[str, int]:
+    """The keys of a [limits] table that this file sets (a later file overrides them one by one)."""
+    t = _Table(data, file, "limits")
+    found: dict[str, int] = {}
+    for key in ("import_field_chars", "reply_chars"):
+        value = t.check(key, t.get(key, int), lambda v: v >= 1000, "at least 1000 characters")
+        if value is not None:
+            found[key] = value
+    t.reject_unknown()
+    return found
+
+
 def _read_toml(file: Path) -> dict[str, Any]:
     try:
         with file.open("rb") as fh:
@@ -349,6 +373,7 @@ def load_models(extra: Path | None = None) -> ModelsConfig:
             raise ConfigError(f"{extra}: no such models file")
         files.append(extra)
     defaults: dict[str, Any] = {}
+    limits: dict[str, int] = {}
     students: dict[str, StudentSpec] = {}
     teachers: dict[str, TeacherSpec] = {}
     read: list[Path] = []
@@ -365,6 +390,7 @@ def load_models(extra: Path | None = None) -> ModelsConfig:
             if value is not None:
                 defaults[key] = value
         dt.reject_unknown()
+        limits.update(_parse_limits(top.get("limits", dict, {}), file))
         for name, sdata in top.get("students", dict, {}).items():
             if not isinstance(sdata, dict):
                 raise ConfigError(f"{file}: [students.{name}]: expected a table")
@@ -374,7 +400,7 @@ def load_models(extra: Path | None = None) -> ModelsConfig:
                 raise ConfigError(f"{file}: [teachers.{name}]: expected a table")
             teachers[name] = _parse_teacher(name, tdata, file)
         top.reject_unknown()
-    config = ModelsConfig(Defaults(**defaults), students, teachers, tuple(read))
+    config = ModelsConfig(Defaults(**defaults), students, teachers, tuple(read), Limits(**limits))
     _check_defaults(config)
     return config
 
