@@ -47,7 +47,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 DEFAULT_MODEL = "llama3.1:8b"
 VERSION = "0.12.6"
@@ -403,8 +403,9 @@ class OllamaTestServer:
         self._httpd.drop_connections()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> OllamaTestServer:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -10,13 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ollama_server import GARBAGE, Compat, Cut, Error, OllamaTestServer, Reply, Slow, StreamError
 
 from srt_local.config import TeacherOptions, TeacherSpec, load_models
 from srt_local.pairs import Pair
 from srt_local.teachers import TeacherError, TeacherServerDown, open_teacher
-from srt_local.teachers.chat import RETRY_TEMPERATURE, RetryPolicy
+from srt_local.teachers.chat import RETRY_TEMPERATURE, RetryPolicy, teacher_key
 from srt_local.teachers.ollama import DEFAULT_PARALLEL, OllamaTeacher, default_concurrency
+from tests.ollama_server import (
+    GARBAGE,
+    Compat,
+    Cut,
+    Error,
+    OllamaTestServer,
+    Reply,
+    Slow,
+    StreamError,
+)
 
 PAIR = Pair("Give three tips for staying healthy.", "", "Eat well.")
 FAST_RETRY = RetryPolicy(transport_retries=4, base_delay=0.01, max_delay=0.05)
@@ -108,7 +117,11 @@ async def test_open_reads_the_digest_and_details_once(server: OllamaTestServer) 
     assert paths.count("/api/tags") == 1 and paths.count("/api/show") == 1
     assert teacher.model_digest and len(teacher.model_digest) == 64
     assert teacher.details["family"] == "llama" and teacher.details["context_length"] == 131072
-    assert teacher.model_digest[:0] == "" and teacher.key.startswith("ollama/llama3.1:8b/")
+    # The key is the fingerprint of the model with this digest: another digest, another key.
+    fingerprint = (teacher.spec, teacher.base_options, teacher.key_extra())
+    assert teacher.key.startswith("ollama/llama3.1:8b/")
+    assert teacher.key == teacher_key("ollama", "llama3.1:8b", teacher.model_digest, *fingerprint)
+    assert teacher.key != teacher_key("ollama", "llama3.1:8b", "0" * 64, *fingerprint)
 
 
 async def test_key_follows_what_shapes_the_replies(server: OllamaTestServer) -> None:
@@ -657,7 +670,8 @@ async def test_thinking_is_stored_with_the_call(tmp_path: Path) -> None:
             [call_id],
         )[0]
     assert thinking == result.calls[0].thinking and thinking.startswith("Okay")
-    assert tokens == result.calls[0].thinking_tokens > 0
+    assert tokens == result.calls[0].thinking_tokens
+    assert tokens is not None and tokens > 0
     assert '"num_ctx": 4096' in options  # the options sent, as sized for this prompt
 
 

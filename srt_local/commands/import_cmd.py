@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from srt_local.commands.common import UserError, db_option, err_console
-from srt_local.formats import FORMATS, RecordError
+from srt_local.config import load_models
+from srt_local.formats import FORMATS
 from srt_local.importer import ImportReport, import_dataset
 from srt_local.store import Store
 
@@ -48,8 +49,9 @@ def import_(file: Path, fmt: str, name: str | None, strict: bool, db_path: Path 
     Bad records are listed (file, line or index, field, reason) and kept in the store's
     import_errors table; the good ones go in. Exact duplicates are stored once and counted.
     """
+    max_chars = load_models().limits.import_field_chars
     with Store.open(db_path) as store:
-        report = import_dataset(store, file, fmt=fmt, name=name, strict=strict)
+        report = import_dataset(store, file, fmt=fmt, name=name, strict=strict, max_chars=max_chars)
         db = store.path
     if report.already_imported:
         err_console.print(
@@ -61,13 +63,14 @@ def import_(file: Path, fmt: str, name: str | None, strict: bool, db_path: Path 
         _print_summary(report)
         return
     if report.refused:
-        _print_errors(report.errors, limit=None if strict else SHOW_ERRORS)
+        _print_errors(report, limit=None if strict else SHOW_ERRORS)
         raise UserError(f"{file}: {report.refused}")
     _print_summary(report)
     if report.errors:
-        _print_errors(report.errors, limit=SHOW_ERRORS)
+        _print_errors(report, limit=SHOW_ERRORS)
         err_console.print(
-            f"[yellow]warning:[/] {report.n_rejected} bad records were not imported; all are in "
+            f"[yellow]warning:[/] {report.n_rejected} bad records were not imported "
+            f"({report.n_problems} problems); all are in "
             f'the store: srt sql "SELECT * FROM import_errors WHERE dataset_id = '
             f'{report.dataset_id}" --db {db}',
             highlight=False,
@@ -88,11 +91,15 @@ def _print_summary(report: ImportReport) -> None:
     Console().print(table)
 
 
-def _print_errors(errors: list[RecordError], limit: int | None) -> None:
+def _print_errors(report: ImportReport, limit: int | None) -> None:
+    """The first problems (all that the report keeps if `limit` is None), then how many more."""
+    errors = report.errors
     shown = errors if limit is None else errors[:limit]
     for error in shown:
         err_console.print(
             f"[red]bad record:[/] {escape(str(error))}", highlight=False, soft_wrap=True
         )
-    if len(errors) > len(shown):
-        err_console.print(f"... and {len(errors) - len(shown)} more problems", highlight=False)
+    if report.n_problems > len(shown):
+        err_console.print(
+            f"... and {report.n_problems - len(shown)} more problems", highlight=False
+        )
