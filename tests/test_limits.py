@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ollama_server import Flood, OllamaTestServer
 
 from srt_local.config import ConfigError, Limits, TeacherOptions, TeacherSpec, load_models
 from srt_local.ollama_probe import ModelInfo
@@ -23,6 +22,7 @@ from srt_local.teachers import ollama as ollama_module
 from srt_local.teachers.chat import RetryPolicy
 from srt_local.teachers.llamacpp import LlamaCppTeacher
 from srt_local.teachers.ollama import OllamaTeacher
+from tests.ollama_server import Flood, OllamaTestServer, Reply
 
 PAIR = Pair("Give one tip for staying healthy.", "", "Drink water.")
 FAST_RETRY = RetryPolicy(transport_retries=4, base_delay=0.01, max_delay=0.05)
@@ -198,8 +198,6 @@ async def test_a_server_that_never_answers_fails_after_first_token_timeout_and_p
 async def test_a_slow_first_piece_within_first_token_timeout_is_waited_for(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from ollama_server import Reply
-
     monkeypatch.setattr(ollama_module, "WAIT_NOTE_SECONDS", 0.1)
     lines: list[str] = []
     with OllamaTestServer() as srv:
