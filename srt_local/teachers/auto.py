@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import httpx
@@ -23,24 +24,22 @@ async def open_teacher(
     """The teacher called `name` in models.toml, ready to reflect.
 
     `auto`: the configured Ollama teacher if its server answers and has the model, else the
-    embedded teacher; `log` gets one line saying which was chosen and why. `concurrency`
-    overrides the teacher's own (the embedded teacher always runs one call at a time).
+    embedded teacher; `log` gets one line saying which was chosen and why (and a pool's hosts
+    that are left out). `concurrency` overrides the teacher's own (a pool's: over all hosts).
     Raises TeacherError (server, model) or ConfigError/ModelFileError (configuration, files).
     """
     say = log or (lambda _line: None)
     if name != "auto":
-        return await _open(config.teacher(name), concurrency)
+        return await _open(config.teacher(name), concurrency, say)
     ollama_spec = config.teacher(config.defaults.ollama_teacher)
     embedded_spec = config.teacher(config.defaults.embedded_teacher)
     reason = await probe_ollama(ollama_spec)
     if reason is None:
-        say(
-            f"teacher: {ollama_spec.name} ({ollama_spec.model} on Ollama at "
-            f"{ollama_spec.resolved_host})"
-        )
-        return await _open(ollama_spec, concurrency)
+        where = ", ".join(h.url for h in ollama_spec.hosts) or ollama_spec.resolved_host
+        say(f"teacher: {ollama_spec.name} ({ollama_spec.model} on Ollama at {where})")
+        return await _open(ollama_spec, concurrency, say)
     say(f"teacher: {embedded_spec.name} (embedded), because {reason}")
-    return await _open(embedded_spec, concurrency)
+    return await _open(embedded_spec, concurrency, say)
 
 
 async def probe_ollama(spec: TeacherSpec, timeout: float = PROBE_TIMEOUT) -> str | None:
@@ -51,21 +50,64 @@ async def probe_ollama(spec: TeacherSpec, timeout: float = PROBE_TIMEOUT) -> str
 
     if spec.backend != "ollama":
         return f"{spec.name!r} is not an Ollama teacher (backend {spec.backend})"
-    client = AsyncClient(host=spec.resolved_host, timeout=httpx.Timeout(timeout))
-    try:
-        await inspect_model(client, spec)
-    except TeacherError as exc:
-        return str(exc)
-    finally:
-        await client.close()
-    return None
+    # A pool can serve when any of its hosts can.
+    reasons: list[str] = []
+    for host in [h.url for h in spec.hosts] or [spec.resolved_host]:
+        client = AsyncClient(host=host, timeout=httpx.Timeout(timeout))
+        try:
+            await inspect_model(client, dataclasses.replace(spec, host=host, hosts=()))
+            return None
+        except TeacherError as exc:
+            reasons.append(str(exc))
+        finally:
+            await client.close()
+    return "; ".join(reasons)
 
 
-async def _open(spec: TeacherSpec, concurrency: int | None) -> Teacher:
+async def _open(
+    spec: TeacherSpec, concurrency: int | None, log: Callable[[str], None] | None = None
+) -> Teacher:
+    # Integrator: with the backend registry (teachers/registry.py) these branches become its
+    # entries: "openai" -> OpenAICompatTeacher.open, and `hosts` -> open_pool for ollama/openai.
+    if spec.hosts:
+        return await open_pool(spec, concurrency, log)
     if spec.backend == "ollama":
         from srt_local.teachers.ollama import OllamaTeacher
 
         return await OllamaTeacher.open(spec, concurrency=concurrency)
+    if spec.backend == "openai":
+        from srt_local.teachers.openai_compat import OpenAICompatTeacher
+
+        return await OpenAICompatTeacher.open(spec, concurrency=concurrency)
     from srt_local.teachers.llamacpp import LlamaCppTeacher
 
-    return await LlamaCppTeacher.open(spec)
+    return await LlamaCppTeacher.open(spec, concurrency=concurrency)
+
+
+async def open_pool(
+    spec: TeacherSpec, concurrency: int | None, log: Callable[[str], None] | None = None
+) -> Teacher:
+    """A teacher over every server in `spec.hosts` (see teachers/pool.py)."""
+    from srt_local.config import HostSpec
+    from srt_local.teachers.chat import ChatTeacher
+    from srt_local.teachers.pool import TeacherPool, member_spec
+
+    if spec.backend == "ollama":
+        from srt_local.teachers.ollama import OllamaTeacher, default_concurrency
+
+        default = default_concurrency()
+
+        async def opener(host: HostSpec, n: int) -> ChatTeacher:
+            return await OllamaTeacher.open(member_spec(spec, host), concurrency=n)
+
+    elif spec.backend == "openai":
+        from srt_local.teachers.openai_compat import DEFAULT_CONCURRENCY, OpenAICompatTeacher
+
+        default = DEFAULT_CONCURRENCY
+
+        async def opener(host: HostSpec, n: int) -> ChatTeacher:
+            return await OpenAICompatTeacher.open(member_spec(spec, host), concurrency=n)
+
+    else:
+        raise TeacherError(f"teacher {spec.name!r}: backend {spec.backend} cannot pool hosts")
+    return await TeacherPool.open(spec, opener, default, concurrency=concurrency, log=log)

@@ -6,7 +6,10 @@ whether it is worth retrying). This module owns the two retry budgets:
   (when the configured temperature is 0) a warmer temperature, since greedy decoding would repeat
   the same text whatever the seed;
 - a request that failed in transit (timeout, 5xx, queue full, stream cut) is sent again after an
-  exponential back-off with jitter, up to `RetryPolicy.transport_retries` times per reflection.
+  exponential back-off with jitter, up to `RetryPolicy.transport_retries` times per reflection;
+- a request lost with its host in a teacher pool (`Generation.rerouted`) is sent again at once to
+  another host, up to `MAX_REROUTES` times, without spending the transport budget: the host failed,
+  not the request.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from srt_local.teachers.base import ReflectResult, TeacherCall, TeacherError
 
 # A retry after an unparsable reply at temperature 0 needs some randomness to differ.
 RETRY_TEMPERATURE = 0.7
+# Requests of one reflection lost with their hosts before the reflection gives up (a pool whose
+# hosts keep dying under it should stop rather than loop).
+MAX_REROUTES = 8
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ class Generation:
     retryable: bool = False
     fatal: str | None = None  # a message for TeacherError after the retries are spent
     started_at: datetime | None = None  # when the request left the queue (None: when asked)
+    host: str | None = None  # the server that answered (None: the teacher's own host)
+    rerouted: bool = False  # lost with its host; the pool sends it again elsewhere
 
 
 class ChatTeacher(ABC):
@@ -122,16 +130,24 @@ class ChatTeacher(ABC):
         result = ReflectResult()
         reasks = 0
         resends = 0
+        reroutes = 0
         while True:
             options = self.options_for(reasks)
             asked = datetime.now(UTC)
-            gen = await self._send(prompt, options)
+            try:
+                gen = await self._send(prompt, options)
+            except TeacherError as exc:
+                # Raised before a request left (a pool with no host left): keep what was sent.
+                raise TeacherError(str(exc), [*result.calls, *exc.calls]) from None
             finished = datetime.now(UTC)
             started = gen.started_at or asked
             call = self._call(prompt, options, gen, len(result.calls) + 1, started, finished)
             result.calls.append(call)
             if gen.error_kind is not None:
                 result.outcome = "error"
+                if gen.rerouted and reroutes < MAX_REROUTES:
+                    reroutes += 1
+                    continue
                 if gen.retryable and resends < self.retry.transport_retries:
                     resends += 1
                     await asyncio.sleep(self.retry.delay(resends))
@@ -167,7 +183,7 @@ class ChatTeacher(ABC):
             backend=self.backend,
             model=self.model,
             model_digest=self.model_digest,
-            host=self.host,
+            host=gen.host or self.host,
             options=options,
             prompt_version=prompt.version,
             output_mode=prompt.output_mode,
