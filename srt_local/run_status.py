@@ -6,7 +6,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from srt_local.host_stats import HostStats
 from srt_local.store import Store
+
+# What the host column of a teacher call without a server (the embedded teacher) is shown as.
+EMBEDDED_HOST = "(in process)"
 
 
 @dataclass
@@ -25,6 +29,8 @@ class RunStatus:
     decisions_per_min: float | None = None
     eta_s: float | None = None
     error: str | None = None
+    # Per server that answered the teacher (a pool's hosts; None: the embedded teacher).
+    hosts: list[HostStats] = field(default_factory=list)
 
 
 def list_runs(store: Store) -> list[dict[str, Any]]:
@@ -105,6 +111,16 @@ def run_status(store: Store, run_id: int) -> RunStatus:
         "AND sample_id IN (SELECT sample_id FROM s)",
         [key],
     )
+    hosts = [
+        HostStats(host=host or EMBEDDED_HOST, calls=int(n), errors=int(e), mean_ms=mean)
+        for host, n, e, mean in store.query(
+            sample_cte + "SELECT host, count(*), count(error_kind), "
+            "avg(date_diff('millisecond', started_at, finished_at)) "
+            "FILTER (WHERE error_kind IS NULL) FROM teacher_calls WHERE teacher_key = ? "
+            "AND sample_id IN (SELECT sample_id FROM s) GROUP BY ALL ORDER BY ALL",
+            [*params, key],
+        )
+    ]
     by_branch = {
         str(b): int(k)
         for b, k in store.query(
@@ -143,4 +159,5 @@ def run_status(store: Store, run_id: int) -> RunStatus:
         decisions_per_min=rate,
         eta_s=eta,
         error=run["error"],
+        hosts=hosts,
     )

@@ -213,9 +213,12 @@ class OpenAICompatTeacher(ChatTeacher):
 
     def _status_error(self, code: int, text: str) -> Generation:
         message = f"{_error_text(_json_or_text(text))} (HTTP {code})"
-        if code == 503:
+        # A server that cannot take our response_format says so in a validation error, some
+        # with HTTP 500 (llama-cpp-python's): the request's fault, the same on every retry.
+        refused_format = "response_format" in text and "validation" in text.lower()
+        if code == 503 and not refused_format:
             return _failed("busy", message, None)
-        if code in (408, 429) or code >= 500:
+        if (code in (408, 429) or code >= 500) and not refused_format:
             return _failed("server_error", message, None)
         if code in (401, 403):
             gen = _failed("unauthorized", message, None, retryable=False)
@@ -228,7 +231,7 @@ class OpenAICompatTeacher(ChatTeacher):
             return gen
         gen = _failed("rejected", message, None, retryable=False)
         gen.fatal = f"the server at {self.base_url} rejected the request: {message}"
-        if "response_format" in text or "json_schema" in text:
+        if refused_format or "json_schema" in text:
             gen.fatal += (
                 f"; if it does not take OpenAI's json_schema, set response_format = "
                 f'"json_object" (llama-cpp-python) or output = "markers" in [teachers.{self.name}]'
