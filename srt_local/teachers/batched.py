@@ -4,8 +4,10 @@ The embedded teacher's replies are a few hundred tokens each, and on a CPU one t
 model costs about as much as four (reading the weights dominates, not the arithmetic). So a
 `BatchedDecoder` keeps up to `n_seq` requests in flight in one llama.cpp context: each request
 owns a sequence id and its own KV stream (n_ctx per sequence, `kv_unified` off), its prompt is
-evaluated on its own, and then every running sequence adds one token per `llama_decode` call.
-A finished sequence frees its stream at once and the next queued request takes it.
+evaluated on its own (after the prefix that the stream's previous prompt shares with it, as
+llama-cpp-python's own prompt cache does), and then every running sequence adds one token per
+`llama_decode` call. A finished sequence frees its stream at once and the next queued request
+takes it.
 
 Each sequence samples with its own sampler chain, built by llama-cpp-python's `Llama._init_sampler`
 (a private method of the pinned 0.3.36) with the arguments its chat completion would pass, so the
@@ -123,6 +125,8 @@ class BatchedDecoder:
         self._decode = llama_cpp.llama_decode
         self._seq_rm = llama_cpp.llama_memory_seq_rm
         self._queue: queue.Queue[Request | None] = queue.Queue()
+        # Per slot, the prompt whose KV is still in its cache.
+        self._kept: list[list[int]] = [[] for _ in range(n_seq)]
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="llamacpp-teacher", daemon=True)
         self._thread.start()
@@ -167,11 +171,12 @@ class BatchedDecoder:
                     break
                 if request.cancelled.is_set() or not request.future.set_running_or_notify_cancel():
                     continue
-                started = self._start(request, free[0])
+                slot = self._pick_slot(free, request.tokens)
+                started = self._start(request, slot)
                 if started is None:
                     continue
                 seq = started
-                free.pop(0)
+                free.remove(slot)
                 running[seq.slot] = seq
                 if self._prefill(seq):
                     self._sample(seq, -1)
@@ -223,10 +228,20 @@ class BatchedDecoder:
             stop=[s.encode("utf-8") for s in request.stop if s],
         )
 
+    def _pick_slot(self, free: list[int], tokens: list[int]) -> int:
+        """The free slot whose kept prompt shares the longest prefix with `tokens`."""
+        return max(free, key=lambda slot: (_common(self._kept[slot], tokens), -slot))
+
     def _prefill(self, seq: _Seq) -> bool:
-        """Evaluate the prompt in chunks of N_BATCH (logits for each chunk's last token only)."""
+        """Evaluate the prompt in chunks of N_BATCH (logits for each chunk's last token only),
+        after the prefix that the slot's previous prompt left in its KV cache (the system
+        prompt and the template's head, about a fifth of a reflection prompt). At least the
+        last token is evaluated, for its logits."""
         tokens = seq.request.tokens
-        for start in range(0, len(tokens), N_BATCH):
+        kept = min(_common(self._kept[seq.slot], tokens), len(tokens) - 1)
+        self._seq_rm(self._ctx.memory, seq.slot, kept, -1)
+        self._kept[seq.slot] = []
+        for start in range(kept, len(tokens), N_BATCH):
             chunk = tokens[start : start + N_BATCH]
             b = self._batch
             b.n_tokens = len(chunk)
@@ -238,9 +253,11 @@ class BatchedDecoder:
                 b.logits[i] = i == len(chunk) - 1
             rc = self._decode(self._ctx.ctx, b)
             if rc != 0:
+                self._seq_rm(self._ctx.memory, seq.slot, -1, -1)
                 self._fail(seq.request, f"llama_decode failed ({rc}) on the prompt")
                 return False
         seq.n_past = len(tokens)
+        self._kept[seq.slot] = tokens
         return True
 
     def _step(self, running: dict[int, _Seq], free: list[int]) -> None:
@@ -314,7 +331,8 @@ class BatchedDecoder:
         self._release(running, free, seq)
 
     def _release(self, running: dict[int, _Seq], free: list[int], seq: _Seq) -> None:
-        self._seq_rm(self._ctx.memory, seq.slot, -1, -1)
+        # Keep the prompt in the slot's cache for the next request's shared prefix.
+        self._seq_rm(self._ctx.memory, seq.slot, len(self._kept[seq.slot]), -1)
         seq.sampler.close()
         running.pop(seq.slot, None)
         free.append(seq.slot)
@@ -341,6 +359,15 @@ class BatchedDecoder:
                 return
             if request is not None and request.future.set_running_or_notify_cancel():
                 self._fail(request, "the embedded teacher was closed")
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    """The length of the common prefix of two token lists."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 def _open_character(piece: bytes, seq: _Seq) -> bool:
