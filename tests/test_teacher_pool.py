@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -337,4 +339,14 @@ def test_a_run_whose_host_dies_stores_every_call_once_with_its_host(
     assert set(by_host) <= {s.url for s in servers} and by_host[dying.url].errors > 0
     assert sum(h.calls for h in status.hosts) == status.teacher_calls
     assert all(h.mean_ms is not None for h in status.hosts if h.calls > h.errors)
-    assert dying.url in by_host[dying.url].line()
+    # `srt status` prints one line per host.
+    shown = subprocess.run(
+        [sys.executable, "-m", "srt_local.cli", "status", "--db", str(tmp_path / "run.duckdb")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "teacher hosts:" in shown.stderr
+    for host in status.hosts:
+        assert f"{host.host}: {host.calls} calls, {host.errors} errors" in shown.stderr

@@ -47,8 +47,13 @@ def models(models_file: Path | None) -> None:
         )
         table.add_row("student", spec.name + default, ok, file, size, vocab, ctx, settings)
     for t in config.teachers.values():
-        if t.backend == "ollama":
-            ok, source, size, vocab, ctx = "(server)", f"{t.model} @ {t.resolved_host}", "", "", ""
+        if t.backend in ("ollama", "openai"):
+            where = (
+                ", ".join(h.url for h in t.hosts)
+                or (t.base_url if t.backend == "openai" else t.resolved_host)
+                or ""
+            )
+            ok, source, size, vocab, ctx = "(server)", f"{t.model} @ {where}", "", "", ""
         else:
             ok, source, size, vocab, ctx = _describe_gguf(t.path, t.package)
         settings = f"backend={t.backend} output={t.output} num_ctx={t.options.num_ctx}"

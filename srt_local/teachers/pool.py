@@ -143,6 +143,15 @@ class TeacherPool(ChatTeacher):
         opened = await asyncio.gather(
             *(_open_host(opener, h, policy.probe_timeout) for h in hosts), return_exceptions=True
         )
+        unexpected = next(
+            (r for r in opened if isinstance(r, BaseException) and not isinstance(r, TeacherError)),
+            None,
+        )
+        if unexpected is not None:
+            for result in opened:
+                if isinstance(result, ChatTeacher):
+                    await result.aclose()
+            raise unexpected
         reference: ChatTeacher | None = None
         for host, result in zip(hosts, opened, strict=True):
             if isinstance(result, ChatTeacher):
@@ -153,10 +162,8 @@ class TeacherPool(ChatTeacher):
                     continue
                 await result.aclose()
                 host.why = f"it serves another build of {spec.model} ({result.key})"
-            elif isinstance(result, TeacherError):
+            else:
                 host.why = str(result)
-            elif isinstance(result, BaseException):
-                raise result
         if reference is None:
             reasons = "; ".join(f"{h.url}: {h.why}" for h in hosts)
             raise TeacherError(f"no host of teacher {spec.name!r} can serve: {reasons}")
