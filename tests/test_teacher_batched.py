@@ -161,3 +161,28 @@ async def test_closing_fails_queued_requests_instead_of_hanging(spec: TeacherSpe
     kinds = [g.error_kind if not isinstance(g, BaseException) else "raised" for g in gens]
     # The request in flight finishes; the queued ones end with an error, none hangs.
     assert all(k in (None, "llama_error", "raised") for k in kinds), kinds
+
+
+async def test_a_failing_decoder_fails_its_requests_instead_of_hanging(
+    spec: TeacherSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from srt_local.teachers import TeacherError
+    from srt_local.teachers.batched import BatchedDecoder
+
+    def broken(self: BatchedDecoder, *args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(BatchedDecoder, "_step", broken)
+    teacher = await LlamaCppTeacher.open(spec, concurrency=2)
+    try:
+        prompt = build_prompt("response", PAIRS[0], "json", teacher.schema_chars)
+        options = teacher.options_for(0)
+        gens = await asyncio.wait_for(
+            asyncio.gather(*(teacher._send(prompt, options) for _ in range(2))), 60
+        )
+        assert [g.error_kind for g in gens] == ["llama_error"] * 2
+        assert "boom" in (gens[0].error_message or "")
+        with pytest.raises(TeacherError, match="closed"):
+            await teacher._send(prompt, options)
+    finally:
+        await teacher.aclose()

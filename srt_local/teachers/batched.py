@@ -146,6 +146,7 @@ class BatchedDecoder:
         self._closed = True
         self._queue.put(None)  # wakes the thread if it waits for work
         self._thread.join()
+        self._drain()  # anything submitted while the thread was ending
         llama_cpp.llama_batch_free(self._batch)
         self._ctx.close()
 
@@ -153,6 +154,17 @@ class BatchedDecoder:
 
     def _run(self) -> None:
         running: dict[int, _Seq] = {}
+        try:
+            self._loop(running)
+        except Exception as exc:
+            # A bug must not leave callers waiting forever: fail everything (the error goes into
+            # each call's stored error_message), take no more.
+            self._closed = True
+            for seq in list(running.values()):
+                self._fail(seq.request, f"the embedded teacher failed: {exc!r}")
+            self._drain(f"the embedded teacher failed: {exc!r}")
+
+    def _loop(self, running: dict[int, _Seq]) -> None:
         free = list(range(self.n_seq))
         while True:
             if self._closed:
@@ -351,14 +363,14 @@ class BatchedDecoder:
                 )
             )
 
-    def _drain(self) -> None:
+    def _drain(self, why: str = "the embedded teacher was closed") -> None:
         while True:
             try:
                 request = self._queue.get_nowait()
             except queue.Empty:
                 return
             if request is not None and request.future.set_running_or_notify_cancel():
-                self._fail(request, "the embedded teacher was closed")
+                self._fail(request, why)
 
 
 def _common(a: list[int], b: list[int]) -> int:
