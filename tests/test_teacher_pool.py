@@ -54,6 +54,20 @@ async def open_pool(spec: TeacherSpec, policy: PoolPolicy = FAST_PROBES, **kw: A
     return await TeacherPool.open(spec, opener, 2, retry=FAST_RETRY, policy=policy, **kw)
 
 
+def _check_sent(
+    sent: Counter[str | None], servers: list[OllamaTestServer], dying: OllamaTestServer
+) -> None:
+    """Every request a living server answered is one call with that host. The dying server may
+    have been sent up to its capacity (2) of requests that it never read: written to a kept-alive
+    connection while it shut down, they failed (recorded once, with it) but never reached it."""
+    for server in servers:
+        got = len(server.chat_requests)
+        if server is dying:
+            assert got <= sent[server.url] <= got + 2, (server.url, sent, got)
+        else:
+            assert sent[server.url] == got, (server.url, sent, got)
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -109,10 +123,9 @@ async def test_a_host_that_dies_mid_run_loses_nothing_and_records_nothing_twice(
     assert lost, "the death must land while requests are in flight"
     assert {c.host for c in lost} == {dying.url}
     assert {c.error_kind for c in lost} <= {"stream_cut", "unreachable", "http_error", "timeout"}
-    # One TeacherCall per request that reached a server, with that server as its host.
+    # One TeacherCall per request sent, with the server it went to as its host.
     reached = Counter(c.host for c in calls if c.error_kind != "unreachable")
-    for server in servers:
-        assert reached[server.url] == len(server.chat_requests)
+    _check_sent(reached, servers, dying)
     # Replies after the death came from the living hosts.
     assert all(c.host != dying.url for r in results for c in r.calls[1:] if c.outcome == "ok")
     assert stats[dying.url].state == "down" and stats[servers[0].url].state == "up"
@@ -329,10 +342,9 @@ def test_a_run_whose_host_dies_stores_every_call_once_with_its_host(
             "SELECT host, count(*) FILTER (WHERE error_kind IS DISTINCT FROM 'unreachable'), "
             "count(error_kind) FROM teacher_calls GROUP BY ALL"
         )
-        reached = {host: n for host, n, _errors in rows}
+        reached = Counter({host: n for host, n, _errors in rows})
         assert None not in reached
-        for server in servers:
-            assert reached.get(server.url, 0) == len(server.chat_requests)
+        _check_sent(reached, servers, dying)
         assert {h for h, _n, errors in rows if errors} == {dying.url}
         status = run_status(store, run_id)
     by_host = {h.host: h for h in status.hosts}
