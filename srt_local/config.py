@@ -6,12 +6,15 @@ entries by name. Every error names the file and the key.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from srt_local import paths
 from srt_local.errors import SrtError
@@ -20,7 +23,13 @@ from srt_local.teachers.registry import BACKENDS as REGISTERED
 
 TEMPLATES = ("vicuna", "alpaca", "wizardlm", "none", "chat")
 BACKENDS = tuple(REGISTERED)
+# Backends that talk to servers, so may name several of them (`hosts`, a teacher pool).
+SERVER_BACKENDS = tuple(name for name, b in REGISTERED.items() if b.source == "server")
 OUTPUT_MODES = ("markers", "json")
+# How an OpenAI-compatible server is asked for schema-constrained JSON: OpenAI's own `json_schema`
+# (OpenAI, vLLM, SGLang, llama.cpp's llama-server), or `json_object` with a `schema` beside it
+# (llama-cpp-python's server, which refuses json_schema).
+RESPONSE_FORMATS = ("json_schema", "json_object")
 DEFAULT_OLLAMA_HOST = DEFAULT_HOST
 THINK_LEVELS = ("low", "medium", "high")
 
@@ -56,6 +65,15 @@ class TeacherOptions:
 
 
 @dataclass(frozen=True)
+class HostSpec:
+    """One server of a teacher pool: its URL and how many requests it runs at once (0: the
+    teacher's `concurrency`, or the backend's default)."""
+
+    url: str
+    concurrency: int = 0
+
+
+@dataclass(frozen=True)
 class TeacherSpec:
     name: str
     backend: str
@@ -81,12 +99,23 @@ class TeacherSpec:
     max_attempts: int = 3
     n_gpu_layers: int = -1
     n_threads: int = 0
+    hosts: tuple[HostSpec, ...] = ()
+    base_url: str | None = None
+    api_key_env: str | None = None
+    stream: bool = True
+    response_format: str = "json_schema"
 
     @property
     def resolved_host(self) -> str:
         """The Ollama host: the configured one, else $OLLAMA_HOST, else the default, read as
         Ollama reads it (srt_local.ollama_host); OllamaHostError for one that cannot be read."""
         return resolve_host(self.host)
+
+    def member(self, host: HostSpec) -> TeacherSpec:
+        """This pool's spec aimed at one of its servers."""
+        if self.backend == "openai":
+            return dataclasses.replace(self, base_url=host.url, hosts=())
+        return dataclasses.replace(self, host=host.url, hosts=())
 
 
 @dataclass(frozen=True)
@@ -182,6 +211,7 @@ def _kind_names(kinds: tuple[type, ...]) -> str:
         float: "a number",
         bool: "true or false",
         dict: "a table",
+        list: "a list",
     }
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
@@ -263,24 +293,40 @@ def _parse_teacher(name: str, data: Mapping[str, Any], file: Path) -> TeacherSpe
         "backend", t.get("backend", str), BACKENDS.__contains__, "one of " + ", ".join(BACKENDS)
     )
     if backend is None:
-        raise t.error("backend", f"missing ({' or '.join(BACKENDS)})")
+        raise t.error("backend", "missing (" + ", ".join(BACKENDS) + ")")
+    _only_for(t, backend)
     model = path = package = None
-    if REGISTERED[backend].source == "server":
+    if backend in SERVER_BACKENDS:
         model = t.get("model", str)
         if not model:
-            raise t.error(
-                "model", f"missing: the {backend.capitalize()} model name, e.g. 'llama3.1:8b'"
-            )
+            example = "'llama3.1:8b'" if backend == "ollama" else "the name the server lists"
+            raise t.error("model", f"missing: the model to ask for, e.g. {example}")
     else:
         path, package = _source(t, file.parent)
     options_data = t.get("options", dict, {})
+    host = _host(t)
+    base_url = t.get("base_url", str)
+    if base_url is not None:
+        base_url = _url(t, "base_url", base_url, backend)
+    hosts = _parse_hosts(t, backend)
+    if hosts and (host is not None or base_url is not None):
+        key = "host" if host is not None else "base_url"
+        raise t.error(key, "give either one server here or several in `hosts`, not both")
+    if backend == "openai" and base_url is None and not hosts:
+        raise t.error("base_url", "missing: the server's API root, e.g. 'http://127.0.0.1:8000/v1'")
+    api_key_env = t.check(
+        "api_key_env",
+        t.get("api_key_env", str),
+        lambda v: re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v) is not None,
+        "the name of an environment variable that holds the API key",
+    )
     spec = TeacherSpec(
         name=name,
         backend=backend,
         model=model,
         path=path,
         package=package,
-        host=_host(t),
+        host=host,
         options=_parse_options(options_data, file, where),
         keep_alive=t.get("keep_alive", (str, int)) if "keep_alive" in data else None,
         timeout=t.check("timeout", t.get("timeout", float, 600.0), _positive, "above 0 seconds"),
@@ -314,6 +360,16 @@ def _parse_teacher(name: str, data: Mapping[str, Any], file: Path) -> TeacherSpe
         ),
         n_threads=t.check(
             "n_threads", t.get("n_threads", int, 0), lambda v: v >= 0, "0 (auto) or a count"
+        ),
+        hosts=hosts,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        stream=t.get("stream", bool, True),
+        response_format=t.check(
+            "response_format",
+            t.get("response_format", str, "json_schema"),
+            RESPONSE_FORMATS.__contains__,
+            "one of " + ", ".join(RESPONSE_FORMATS),
         ),
     )
     if isinstance(spec.keep_alive, int):
@@ -353,6 +409,79 @@ def _parse_limits(data: Mapping[str, Any], file: Path) -> dict[str, int]:
             found[key] = value
     t.reject_unknown()
     return found
+
+
+# Keys that only some backends understand; anywhere else they are mistakes worth naming.
+_BACKEND_KEYS = {
+    "host": ("ollama", "llamacpp"),  # llamacpp: accepted and unused, as before
+    "hosts": SERVER_BACKENDS,
+    "base_url": ("openai",),
+    "api_key_env": ("openai",),
+    "stream": ("openai",),
+    "response_format": ("openai",),
+}
+
+
+def _only_for(t: _Table, backend: str) -> None:
+    for key, backends in _BACKEND_KEYS.items():
+        if key in t.data and backend not in backends:
+            raise t.error(key, f"only for backend {' or '.join(backends)} (this one is {backend})")
+
+
+def _url(t: _Table, key: str, value: str, backend: str) -> str:
+    """A server URL with its scheme (http:// when left out) and without a trailing slash."""
+    url = value.strip()
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise t.error(key, f"{value!r} has a bad port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        example = "'gpu1:11434'" if backend == "ollama" else "'http://gpu1:8000/v1'"
+        raise t.error(key, f"{value!r} is not a server URL (e.g. {example})")
+    return url.rstrip("/")
+
+
+def _parse_hosts(t: _Table, backend: str) -> tuple[HostSpec, ...]:
+    """`hosts`: a list whose items are a URL (served at the teacher's `concurrency`) or a table
+    {url = "...", concurrency = N}."""
+    raw = t.get("hosts", list)
+    if raw is None:
+        return ()
+    if not raw:
+        raise t.error("hosts", "an empty list: name at least one server, or leave `hosts` out")
+    hosts: list[HostSpec] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        key = f"hosts[{i}]"
+        if isinstance(item, str):
+            host = HostSpec(_url(t, key, item, backend))
+        elif isinstance(item, dict):
+            h = _Table(item, t.file, f"{t.where}.{key}")
+            url = h.get("url", str)
+            if url is None:
+                raise h.error("url", "missing: the server's URL")
+            host = HostSpec(
+                _url(h, "url", url, backend),
+                h.check(
+                    "concurrency",
+                    h.get("concurrency", int, 0),
+                    lambda v: v >= 0,
+                    "0 (the teacher's) or a count",
+                ),
+            )
+            h.reject_unknown()
+        else:
+            raise t.error(
+                key, f"expected a URL or a table {{url = ..., concurrency = N}}, got {item!r}"
+            )
+        if host.url in seen:
+            raise t.error(key, f"{host.url} is listed twice")
+        seen.add(host.url)
+        hosts.append(host)
+    return tuple(hosts)
 
 
 def _read_toml(file: Path) -> dict[str, Any]:

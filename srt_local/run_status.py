@@ -6,10 +6,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from srt_local.host_stats import HostStats
 from srt_local.review import KEPT_SQL
 from srt_local.run.vocabulary import STORED_STAGES, Kind, Stage
 from srt_local.run.vocabulary import RunStatus as Status
 from srt_local.store import Store
+
+# What the host column of a teacher call without a server (the embedded teacher) is shown as.
+EMBEDDED_HOST = "(in process)"
 
 
 @dataclass
@@ -28,6 +32,8 @@ class RunStatus:
     decisions_per_min: float | None = None
     eta_s: float | None = None
     error: str | None = None
+    # Per server that answered the teacher (a pool's hosts; None: the embedded teacher).
+    hosts: list[HostStats] = field(default_factory=list)
 
 
 def list_runs(store: Store) -> list[dict[str, Any]]:
@@ -133,6 +139,16 @@ def run_status(store: Store, run_id: int) -> RunStatus:
         calls += int(k)
         if kind is not None:
             failures[f"teacher call: {kind}"] = int(k)
+    hosts = [
+        HostStats(host=host or EMBEDDED_HOST, calls=int(n), errors=int(e), mean_ms=mean)
+        for host, n, e, mean in store.query(
+            cte + "SELECT host, count(*), count(error_kind), "
+            "avg(date_diff('millisecond', started_at, finished_at)) "
+            "FILTER (WHERE error_kind IS NULL) FROM teacher_calls WHERE teacher_key = ? "
+            f"AND {in_run} GROUP BY ALL ORDER BY ALL",
+            [*cte_params, key, *in_params],
+        )
+    ]
     rate = None
     eta = None
     span = store.query(
@@ -163,4 +179,5 @@ def run_status(store: Store, run_id: int) -> RunStatus:
         decisions_per_min=rate,
         eta_s=eta,
         error=run["error"],
+        hosts=hosts,
     )

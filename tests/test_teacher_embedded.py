@@ -46,7 +46,7 @@ async def test_json_mode_every_reply_parses(embedded_spec: TeacherSpec, smollm_g
     finally:
         await teacher.aclose()
     assert isinstance(teacher, LlamaCppTeacher)
-    assert teacher.concurrency == 1
+    assert teacher.concurrency == embedded_spec.concurrency == 4
     assert teacher.model_digest == file_sha256(smollm_gguf)
     # The key is the fingerprint of this very file: another digest, another key.
     fingerprint = (teacher.spec, teacher.base_options)
@@ -71,8 +71,8 @@ async def test_json_mode_every_reply_parses(embedded_spec: TeacherSpec, smollm_g
 
 
 @pytest.mark.slow
-async def test_calls_run_one_at_a_time(embedded_spec: TeacherSpec) -> None:
-    teacher = await LlamaCppTeacher.open(small(embedded_spec, max_attempts=1))
+async def test_concurrency_one_runs_one_at_a_time(embedded_spec: TeacherSpec) -> None:
+    teacher = await LlamaCppTeacher.open(small(embedded_spec, max_attempts=1), concurrency=1)
     try:
         results = await asyncio.gather(*(teacher.reflect("response", p) for p in PAIRS))
     finally:

@@ -25,7 +25,7 @@ from srt_local.pipeline import (
     run_pipeline,
 )
 from srt_local.run.vocabulary import RunStatus
-from srt_local.run_status import latest_run_id, list_runs, run_status
+from srt_local.run_status import EMBEDDED_HOST, latest_run_id, list_runs, run_status
 from srt_local.store import Store
 
 
@@ -174,6 +174,10 @@ def status(run_id: int | None, db_path: Path | None) -> None:
         f"kept {st.kept}; branches: "
         + (", ".join(f"{k} {v}" for k, v in st.by_branch.items()) or "-")
     )
+    if any(h.host != EMBEDDED_HOST for h in st.hosts):
+        err_console.print("teacher hosts:", highlight=False)
+        for host in st.hosts:
+            err_console.print(f"  {host.line()}", highlight=False, markup=False)
     if st.failures:
         err_console.print("failures: " + ", ".join(f"{k} {v}" for k, v in st.failures.items()))
     if st.decisions_per_min is not None:

@@ -6,8 +6,11 @@ whether it is worth retrying). This module owns the two retry budgets:
   (when the configured temperature is 0) a warmer temperature, since greedy decoding would repeat
   the same text whatever the seed;
 - a request that failed in transit (timeout, 5xx, queue full, stream cut) is sent again after an
-  exponential back-off with jitter, up to `RetryPolicy.transport_retries` times per reflection.
-Two kinds of failure end differently:
+  exponential back-off with jitter, up to `RetryPolicy.transport_retries` times per reflection;
+- a request lost with its host in a teacher pool (`Generation.rerouted`) is sent again at once to
+  another host, up to `MAX_REROUTES` times, without spending the transport budget: the host failed,
+  not the request.
+Three kinds of failure end differently:
 - a prompt too long for the model, or a request the server rejects (HTTP 400), fails that sample
   alone, for good (outcome too_long or rejected): the same request would fail the same way;
 - a reply longer than `reply_chars` ([limits] in models.toml) is cut off while it streams and
@@ -47,6 +50,9 @@ FINAL_KINDS = {
 }
 # Failures that say nothing about the server's health: a full queue is load, not breakage.
 NOT_LASTING = {"busy", "prompt_too_long", "prompt_truncated", "context_full", "reply_too_long"}
+# Requests of one reflection lost with their hosts before the reflection gives up (a pool whose
+# hosts keep dying under it should stop rather than loop).
+MAX_REROUTES = 8
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,8 @@ class Generation:
     thinking_tokens: int | None = None
     options: dict[str, Any] | None = None  # the options sent, when the backend changed them
     status: int | None = None  # the HTTP status of a failed request
+    host: str | None = None  # the server that answered (None: the teacher's own host)
+    rerouted: bool = False  # lost with its host; the pool sends it again elsewhere
 
 
 class ChatTeacher(ABC):
@@ -160,10 +168,15 @@ class ChatTeacher(ABC):
         result = ReflectResult()
         reasks = 0
         resends = 0
+        reroutes = 0
         while True:
             options = self.options_for(reasks)
             asked = datetime.now(UTC)
-            gen = await self._send(prompt, options)
+            try:
+                gen = await self._send(prompt, options)
+            except TeacherError as exc:
+                # Raised before a request left (a pool with no host left): keep what was sent.
+                raise TeacherError(str(exc), [*result.calls, *exc.calls]) from None
             finished = datetime.now(UTC)
             started = gen.started_at or asked
             call = self._call(prompt, options, gen, len(result.calls) + 1, started, finished)
@@ -175,6 +188,9 @@ class ChatTeacher(ABC):
                     call.outcome = result.outcome = final
                     return result
                 result.outcome = "error"
+                if gen.rerouted and reroutes < MAX_REROUTES:
+                    reroutes += 1
+                    continue
                 if gen.retryable and resends < self.retry.transport_retries:
                     resends += 1
                     await asyncio.sleep(self.retry.delay(resends))
@@ -199,7 +215,9 @@ class ChatTeacher(ABC):
         if gen.error_kind is None:
             self._streak, self._streak_length = None, 0
             return
-        if gen.error_kind in NOT_LASTING:
+        if gen.error_kind in NOT_LASTING or gen.rerouted:
+            # A request lost with one host of a pool says nothing of the others: the pool takes
+            # that host out and sends the request elsewhere.
             return
         # The same status (or, for a rejection, the same message) is the same failure again.
         same = gen.error_message if gen.error_kind == "rejected" else None
@@ -245,7 +263,7 @@ class ChatTeacher(ABC):
             backend=self.backend,
             model=self.model,
             model_digest=self.model_digest,
-            host=self.host,
+            host=gen.host or self.host,
             options=gen.options if gen.options is not None else options,
             prompt_version=prompt.version,
             output_mode=prompt.output_mode,

@@ -67,6 +67,7 @@ BACKENDS: dict[str, Backend] = {
     for b in (
         Backend("ollama", "ollama", "server", "srt_local.teachers.ollama"),
         Backend("llamacpp", "llama.cpp", "file", "srt_local.teachers.llamacpp"),
+        Backend("openai", "openai", "server", "srt_local.teachers.openai_compat"),
     )
 }
 
