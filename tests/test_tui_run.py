@@ -14,14 +14,14 @@ import pytest
 from textual import events
 from textual.pilot import Pilot
 from textual.widget import Widget
-from textual.widgets import Input, Log, Select, TabbedContent, TextArea
+from textual.widgets import Input, Select, TabbedContent, TextArea
 
 from srt_local.importer import import_dataset
 from srt_local.store import Store
 from tests.ollama_server import OllamaTestServer
 from tests.tui_support import rows, settle, text, write_dataset_file
 from tui.app import SrtApp
-from tui.screens.run import RunPane
+from tui.screens.run import RunLog, RunPane
 from tui.widgets.arrow_table import ArrowTable
 from tui.widgets.confirm import Confirm
 
@@ -103,7 +103,7 @@ def focus_text(app: SrtApp, tab: str) -> str:
 
 
 def log_text(app: SrtApp) -> str:
-    return "\n".join(str(line) for line in app.query_one("#run-log", Log).lines)
+    return "\n".join(app.query_one("#run-log", RunLog).texts)
 
 
 @pytest.mark.slow

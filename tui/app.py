@@ -7,19 +7,23 @@ workers hand back, so keys are answered while the student scores and the teacher
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
+from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 from textual.worker import Worker, WorkerState
 
 from srt_local.config import load_models
 from srt_local.store import Store
+from srt_local.textsafe import visible
 from tui.context import LocalMachine, Machine, PaneContext
 from tui.messages import RunChosen
 from tui.screens.base import Pane
@@ -30,6 +34,7 @@ from tui.screens.export import ExportPane
 from tui.screens.models import ModelsPane
 from tui.screens.run import RunPane
 from tui.screens.sql import SqlPane
+from tui.widgets.help import HelpScreen
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
 TABS = ("datasets", "models", "run", "browse", "distributions", "sql", "export")
@@ -68,6 +73,9 @@ class SrtApp(App[None]):
             Binding(str(i), f"show_tab('{tab}')", tab.title(), show=False)
             for i, tab in enumerate(TABS, start=1)
         ),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("question_mark", "help", "Help"),
+        Binding("f1", "help", "Help", show=False),
         Binding("ctrl+t", "toggle_theme", "Light/dark"),
         Binding("escape", "leave_field", "Leave the field", show=False),
     ]
@@ -144,6 +152,95 @@ class SrtApp(App[None]):
         if isinstance(pane, Pane):
             pane.leave_field()
 
+    @property
+    def active_pane(self) -> Pane | None:
+        pane = self.query_one("#tabs", TabbedContent).active_pane
+        return pane if isinstance(pane, Pane) else None
+
+    def action_help(self) -> None:
+        """The keys of the tab in use and the app's, in a dialog."""
+        if isinstance(self.screen, HelpScreen):
+            return
+        pane = self.active_pane
+        tab_keys: list[tuple[str, str]] = []
+        title, notes = "", ""
+        if pane is not None:
+            title = pane.tab_title
+            notes = pane.HELP
+            # One line per action: "ctrl+r,f5" is shown as "^r / f5".
+            keys: dict[tuple[str, str], list[str]] = {}
+            for binding in Binding.make_bindings(pane.BINDINGS):
+                shown = keys.setdefault((binding.action, binding.description), [])
+                shown.append(self.get_key_display(binding))
+            tab_keys = [(" / ".join(k), description) for (_, description), k in keys.items()]
+        app_keys = [
+            ("1 … 7", "show a tab: " + ", ".join(f"{i} {t}" for i, t in enumerate(TABS, 1))),
+            ("escape", "leave a text field (then the keys above work)"),
+            ("? / f1", "this help"),
+            ("ctrl+p", "command palette: every command of the app"),
+            ("ctrl+t", "light or dark theme"),
+            ("ctrl+q", "quit (a run in progress is paused first and resumes later)"),
+        ]
+        self.push_screen(HelpScreen(title, tab_keys, app_keys, notes))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The command palette (ctrl+p): the app's own commands, then Textual's."""
+        for i, tab in enumerate(TABS, start=1):
+            yield SystemCommand(
+                f"Tab {i}: {tab.title()}", f"Show the {tab} tab", partial(self.action_show_tab, tab)
+            )
+        yield SystemCommand(
+            "Import a file…",
+            "Pick a dataset file and import it",
+            self._pane_command("datasets", "pick_file"),
+        )
+        yield SystemCommand(
+            "Load the demo data",
+            "Import the small dataset shipped with srt-local",
+            self._pane_command("datasets", "load_demo"),
+        )
+        yield SystemCommand(
+            "Start a run", "With the Run tab's settings", self._pane_command("run", "start")
+        )
+        yield SystemCommand(
+            "Pause the run",
+            "Finish the work in flight and stop",
+            self._pane_command("run", "pause"),
+        )
+        yield SystemCommand(
+            "Resume a run",
+            "The run highlighted in the Run tab",
+            self._pane_command("run", "resume"),
+        )
+        yield SystemCommand("Cancel a run", "Asks first", self._pane_command("run", "cancel"))
+        yield SystemCommand(
+            "Export the selection",
+            "Write the current run's selection (Export tab)",
+            self._pane_command("export", "export"),
+        )
+        yield SystemCommand(
+            "Run the SQL query",
+            "The SQL tab's editor, read only",
+            self._pane_command("sql", "run_query"),
+        )
+        yield SystemCommand(
+            "Export the SQL results",
+            "To a .csv, .json, .jsonl or .parquet file",
+            self._pane_command("sql", "export_results"),
+        )
+        yield SystemCommand("Help", "The keys of the tab in use", self.action_help)
+        yield SystemCommand("Light/dark theme", "Switch the theme", self.action_toggle_theme)
+        yield from super().get_system_commands(screen)
+
+    def _pane_command(self, tab: str, action: str) -> Callable[[], Awaitable[None]]:
+        """A palette command: show `tab`, then run its action `action` there."""
+
+        async def command() -> None:
+            self.action_show_tab(tab)
+            await self.run_action(action, self.query_one(f"#{tab}", Pane))
+
+        return command
+
     async def action_quit(self) -> None:
         """Quit; a run in progress is paused first (the work in flight is finished and stored)."""
         run = self.query_one(RunPane)
@@ -151,6 +248,25 @@ class SrtApp(App[None]):
             self.notify("Pausing the run before quitting: finishing the work in flight…")
             await run.pause_and_wait()
         self.exit()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notification is plain text (they quote stored data, paths and errors), whatever
+        the caller asks: never read as markup, control characters made visible."""
+        super().notify(
+            visible(message),
+            title=visible(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Anything a worker did not expect is shown, not lost."""

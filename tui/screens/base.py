@@ -4,7 +4,7 @@ focus rules, and, for the tabs that show one run, the run list and the current r
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec
+from typing import Any, ClassVar, ParamSpec
 
 from textual import work
 from textual.reactive import reactive
@@ -21,9 +21,13 @@ P = ParamSpec("P")
 class Pane(TabPane):
     """One tab of the app. `activated()` runs each time the tab is shown, to refresh its data."""
 
+    HELP: ClassVar[str] = ""
+    """What the help screen says about the tab beyond its keys."""
+
     def __init__(self, title: str, ctx: PaneContext, *, id: str) -> None:
         super().__init__(title, id=id)
         self.ctx = ctx
+        self.tab_title = title.split(" ", 1)[-1]
 
     def activated(self) -> None:
         """Refresh what the tab shows; called when it becomes the active tab."""

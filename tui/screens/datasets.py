@@ -1,4 +1,7 @@
-"""Datasets: import a file; see each dataset's counts and its rejected records, where and why."""
+"""Datasets: import a file; see each dataset's counts and its rejected records, where and why.
+
+On an empty store the tab offers the shipped demo data and a file picker; the path field completes
+paths as you type and has the focus, so typing goes straight into it."""
 
 from __future__ import annotations
 
@@ -10,17 +13,25 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import Button, Checkbox, Input, Select
+from textual.widgets import Button, Checkbox, Input, Select, Static
 from textual.worker import get_current_worker
 
 from srt_local.formats import FORMATS, DatasetFileError, RecordError
-from srt_local.importer import DatasetExistsError, ImportReport, import_dataset
+from srt_local.importer import (
+    DEMO_NAME,
+    DatasetExistsError,
+    ImportReport,
+    demo_file,
+    import_dataset,
+)
 from srt_local.review import datasets_table, import_errors_page
 from tui.screens.base import Pane
 from tui.widgets.arrow_table import ArrowTable, DataTable
+from tui.widgets.path_input import PathInput
 from tui.widgets.status_line import Kind, StatusLine
 
 ERRORS_SHOWN = 500
+DATASET_SUFFIXES = {".json", ".jsonl", ".parquet", ".csv"}
 
 
 def errors_table(errors: list[RecordError]) -> pa.Table:
@@ -43,14 +54,17 @@ class DatasetsPane(Pane):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("i", "focus_path", "Import a file"),
+        Binding("ctrl+o", "pick_file", "Pick a file"),
         Binding("r", "reload", "Refresh"),
     ]
+    HELP = (
+        "Type a file's path (→ accepts the completion) and press enter, or pick one with ctrl+o. "
+        "On an empty store, the demo data is one button away."
+    )
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="form"):
-            yield Input(
-                placeholder="file to import: .json .jsonl .parquet .csv", id="path", compact=True
-            )
+            yield PathInput(placeholder="file to import: .json .jsonl .parquet .csv", id="path")
             yield Select(
                 [(f, f) for f in ("auto", *FORMATS)],
                 value="auto",
@@ -62,8 +76,18 @@ class DatasetsPane(Pane):
             yield Checkbox("strict", id="strict", compact=True)
             yield Button("Import", id="import", variant="primary", compact=True)
         yield StatusLine(id="import-status")
+        with Horizontal(id="first-run"):
+            yield Static(
+                "No dataset yet: type a file's path above (→ completes it), pick a file, or "
+                "try the method on the demo data.",
+                markup=False,
+            )
+            yield Button("Load the demo data", id="demo", variant="success", compact=True)
+            yield Button("Pick a file…", id="pick", compact=True)
         yield ArrowTable(
-            "no dataset yet: type a file's path above and press enter", id="datasets-table"
+            "no dataset yet: type a file's path above and press enter",
+            fallback="#path",
+            id="datasets-table",
         )
         yield ArrowTable("no rejected records", id="errors-table")
 
@@ -93,6 +117,7 @@ class DatasetsPane(Pane):
 
     async def _show_datasets(self, table: pa.Table, select: int | None) -> None:
         self.dataset_ids = [int(i) for i in table.column("id").to_pylist()]
+        self.query_one("#first-run").display = not self.dataset_ids
         row = self.dataset_ids.index(select) if select in self.dataset_ids else 0
         await self.query_one("#datasets-table", ArrowTable).show(
             table, showing(table.num_rows, table.num_rows, "datasets"), cursor_row=row
@@ -130,6 +155,31 @@ class DatasetsPane(Pane):
         strict = self.query_one("#strict", Checkbox).value
         self.set_status(f"importing {text}…")
         self.run_import(Path(text).expanduser(), str(fmt), name, strict)
+
+    @on(Button.Pressed, "#demo")
+    def action_load_demo(self) -> None:
+        self.set_status(f"importing the demo data ({demo_file().name})…")
+        self.run_import(demo_file(), "auto", DEMO_NAME, False)
+
+    @on(Button.Pressed, "#pick")
+    @work(group="datasets-pick", exclusive=True, exit_on_error=False)
+    async def action_pick_file(self) -> None:
+        """Choose the file to import in a file dialog, then import it."""
+        from textual_fspicker import FileOpen, Filters
+
+        dialog = FileOpen(
+            Path.cwd(),
+            title="Import a dataset",
+            filters=Filters(
+                ("Datasets", lambda p: p.suffix.lower() in DATASET_SUFFIXES),
+                ("Any file", lambda _p: True),
+            ),
+        )
+        chosen = await self.app.push_screen_wait(dialog)
+        if chosen is None:
+            return
+        self.query_one("#path", Input).value = str(chosen)
+        self.start_import()
 
     def set_status(self, text: str, kind: Kind = "") -> None:
         self.query_one("#import-status", StatusLine).set(text, kind)

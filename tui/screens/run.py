@@ -14,12 +14,13 @@ from collections import deque
 from typing import Any, ClassVar
 
 import pyarrow as pa
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.widgets import Input, Log, Select
+from textual.widgets import Input, RichLog, Select
 from textual.worker import Worker, WorkerState
 
 from srt_local.config import ConfigError, ModelsConfig
@@ -36,6 +37,7 @@ from srt_local.pipeline import (
 )
 from srt_local.run_status import RunStatus, list_runs, run_status
 from srt_local.store import StoreError
+from srt_local.textsafe import visible
 from tui.messages import RunChosen
 from tui.screens.base import Pane
 from tui.widgets.arrow_table import ArrowTable, DataTable
@@ -138,6 +140,21 @@ def summary_text(s: RunSummary) -> str:
     return text
 
 
+class RunLog(RichLog):
+    """The live log: long lines wrap, text is plain (lines quote teacher replies and errors)."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(max_lines=LOG_LINES, wrap=True, markup=False, highlight=False, id=id)
+        self.texts: deque[str] = deque(maxlen=LOG_LINES)
+        """The lines as written, unwrapped (what a copy of the log would hold)."""
+
+    def add(self, lines: list[str]) -> None:
+        for line in lines:
+            shown = visible(line)
+            self.texts.append(shown)
+            self.write(Text(shown))
+
+
 class RunPane(Pane):
     """The run form, the store's runs, the stage bars, the numbers and the live log."""
 
@@ -162,7 +179,7 @@ class RunPane(Pane):
         )
         yield StageBars(id="stages")
         yield StatusLine(id="run-stats")
-        yield Log(max_lines=LOG_LINES, id="run-log")
+        yield RunLog(id="run-log")
 
     def on_mount(self) -> None:
         self.stop_event = threading.Event()
@@ -408,7 +425,7 @@ class RunPane(Pane):
             lines = list(self._log_buffer)
             self._log_buffer.clear()
         if lines:
-            self.query_one("#run-log", Log).write_lines(lines)
+            self.query_one("#run-log", RunLog).add(lines)
 
     def on_run_ended(self, message: RunEnded) -> None:
         if message.summary is not None:
@@ -433,7 +450,8 @@ class RunPane(Pane):
 def _refill(select: Select[str], values: list[str], preferred: str | None) -> None:
     """Offer `values`, keeping the current choice if it is still there, else `preferred`."""
     current = select.value
-    select.set_options([(v, v) for v in values])
+    # Names are data: shown as plain text, never as markup.
+    select.set_options([(Text(visible(v, one_line=True)), v) for v in values])
     if isinstance(current, str) and current in values:
         select.value = current
     elif preferred is not None and preferred in values:
