@@ -9,7 +9,6 @@ most the work in flight, and the same run again continues where it stopped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import queue
@@ -65,6 +64,8 @@ class RunProgress:
     tokens_per_s: float
     calls_per_s: float
     eta_s: float | None
+    in_flight: int = 0
+    """Samples being reflected or scored: what a pause waits for."""
 
 
 @dataclass
@@ -284,6 +285,8 @@ class _Run:
         self.teacher_key = ""
         self.teacher_lock = asyncio.Lock()
         self.calls = 0
+        self.in_flight = 0  # samples being reflected or scored now
+        self.stop: threading.Event | None = None
         self.started = time.monotonic()
         self.stages = {name: StageProgress(name, 0) for name in STAGES}
         self.last_emit = 0.0
@@ -348,6 +351,7 @@ class _Run:
             tokens_per_s=tokens / elapsed,
             calls_per_s=self.calls / elapsed,
             eta_s=eta,
+            in_flight=self.in_flight,
         )
 
     def fail(self, stage: str, kind: str) -> None:
@@ -463,9 +467,11 @@ class _Run:
         if isinstance(q, str):
             self.fail("instruction reflection", q)
         self.emit()
+        self.pause_point()
         s_ori, s_q = await asyncio.gather(
             self.score(ori, _ScoreQueue.URGENT), self.score(q, _ScoreQueue.URGENT)
         )
+        self.pause_point()
         choice = choose_instruction(s_ori, s_q)
         self.stages["instruction choice"].done += 1
         self.emit()
@@ -479,11 +485,18 @@ class _Run:
         if isinstance(reflected, str):
             self.fail("response reflection", reflected)
         self.emit()
+        self.pause_point()
         s_reflected = await self.score(reflected, _ScoreQueue.URGENT)
         decision = decide(s_ori, s_q, choice, s_reflected, self.emit_unreflected)
         self.store_decision(sid, decision)
         self.stages["decision"].done += 1
         self.emit()
+
+    def pause_point(self) -> None:
+        """Between two steps of a sample: stop here if a pause was asked for. The replies and
+        scores made so far are stored, and a resumed run takes them up again."""
+        if self.stop is not None and self.stop.is_set():
+            raise _Paused
 
     def store_decision(self, sid: int, d: Decision) -> None:
         with self.store.transaction() as con:
@@ -599,41 +612,40 @@ class _Run:
         n_workers = max(2, 2 * int(width))
         abandoned: Counter[str] = Counter()
 
+        self.stop = stop
+
+        def stopping() -> bool:
+            return stop is not None and stop.is_set()
+
         async def worker() -> None:
-            while not pending.empty():
+            # A stop takes no new sample and lets the samples in flight finish the step they are
+            # on (a teacher call, a scoring) and store it, so no reply already asked for is
+            # thrown away and asked again on resume.
+            while not pending.empty() and not stopping():
                 sid, pair = pending.get_nowait()
+                self.in_flight += 1
                 try:
                     await self.process(sid, pair)
+                except _Paused:
+                    pending.put_nowait((sid, pair))  # not decided: the run is not done
                 except _TeacherUnavailable as exc:
                     abandoned[exc.result.outcome] += 1
                     self.fail("decision", f"teacher {exc.error_kind}")
                     self.emit()
-
-        async def watch_stop() -> None:
-            while stop is not None and not stop.is_set():
-                await asyncio.sleep(0.1)
+                finally:
+                    self.in_flight -= 1
+                if stopping():
+                    self.emit(force=True)
 
         workers = [asyncio.create_task(worker()) for _ in range(n_workers)]
-        stopper = asyncio.create_task(watch_stop()) if stop is not None else None
-        everything = asyncio.gather(*workers)
         try:
-            if stopper is None:
-                await everything
-            else:
-                racers: list[asyncio.Future[Any]] = [everything, stopper]
-                await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
-                if stop is not None and stop.is_set():
-                    everything.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await everything
-                    return "paused"
-                await everything
+            await asyncio.gather(*workers)
         finally:
-            if stopper is not None:
-                stopper.cancel()
             for task in workers:
                 task.cancel()
             self.emit(force=True)
+        if stopping() and not pending.empty():
+            return "paused"
         if self.scorer.error is not None:
             raise self.scorer.error
         return "incomplete" if abandoned else "done"
@@ -668,6 +680,10 @@ class _Run:
             if self.teacher
             else str(self.options.get("resolved_teacher", self.run["teacher_name"])),
         )
+
+
+class _Paused(Exception):
+    """A stop arrived between two steps of a sample: what it made is stored, the rest waits."""
 
 
 class _TeacherUnavailable(Exception):

@@ -152,6 +152,12 @@ async def test_keys_are_answered_during_a_slow_run_and_quit_pauses_it_for_resumi
     [(status, decided)] = store.query("SELECT status, (SELECT count(*) FROM decisions) FROM runs")
     assert status == "paused"
     assert decided < 6
+    # the pause finished the samples in flight: every reply received was stored as a version
+    [(replies, stored)] = store.query(
+        "SELECT (SELECT count(*) FROM teacher_calls WHERE outcome = 'ok'), "
+        "(SELECT count(*) FROM versions WHERE teacher_key <> '')"
+    )
+    assert replies == stored
 
     calls_before = store.query("SELECT count(*) FROM teacher_calls WHERE outcome = 'ok'")[0][0]
     app = SrtApp(store, models_file=slow_teacher, theme="dark")

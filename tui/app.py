@@ -74,8 +74,9 @@ class SrtApp(App[None]):
             for i, tab in enumerate(TABS, start=1)
         ),
         Binding("ctrl+q", "quit", "Quit", priority=True),
-        Binding("question_mark", "help", "Help"),
-        Binding("f1", "help", "Help", show=False),
+        # F1 is the one the footer shows: ? is not a key while a text field has the focus.
+        Binding("f1", "help", "Help"),
+        Binding("question_mark", "help", "Help", show=False),
         Binding("ctrl+t", "toggle_theme", "Light/dark"),
         Binding("escape", "leave_field", "Leave the field", show=False),
     ]
@@ -99,6 +100,7 @@ class SrtApp(App[None]):
             machine=machine or LocalMachine(),
         )
         self.worker_errors: list[BaseException] = []
+        self.quitting = False
         if theme is None:
             theme = "light" if terminal_is_light() else "dark"
         self.theme = THEMES[theme]
@@ -242,11 +244,25 @@ class SrtApp(App[None]):
         return command
 
     async def action_quit(self) -> None:
-        """Quit; a run in progress is paused first (the work in flight is finished and stored)."""
+        """Quit. A run in progress is paused first: the samples in flight are finished and
+        stored (the notice says how many). A second ctrl+q quits at once; the run then shows as
+        interrupted and its samples in flight are asked again on resume."""
         run = self.query_one(RunPane)
-        if run.running:
-            self.notify("Pausing the run before quitting: finishing the work in flight…")
-            await run.pause_and_wait()
+        if not run.running or self.quitting:
+            self.exit()
+            return
+        self.quitting = True
+        waiting = run.waiting()
+        run.write_log(waiting)
+        self.notify(
+            f"{waiting[0].upper()}{waiting[1:]} Press ctrl+q again to quit at once.",
+            title="quitting",
+            timeout=30,
+        )
+        self.run_worker(self._pause_then_exit(run), group="quit", exclusive=True)
+
+    async def _pause_then_exit(self, run: RunPane) -> None:
+        await run.pause_and_wait()
         self.exit()
 
     def notify(

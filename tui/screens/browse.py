@@ -30,6 +30,7 @@ from tui.widgets.run_picker import RunPicker
 from tui.widgets.sample_view import SampleView
 
 PAGE = 100
+LEADING_COLUMNS = ("id", "branch", "kept", "instruction")
 
 
 class BrowsePane(RunViewPane):
@@ -101,6 +102,10 @@ class BrowsePane(RunViewPane):
 
     async def _show_page(self, table: pa.Table, total: int, keep_cursor: bool) -> None:
         self.sample_ids = [int(i) for i in table.column("id").to_pylist()]
+        # What a sample is comes first, so it shows at 80 columns; the scores scroll in on the
+        # right.
+        first = [c for c in LEADING_COLUMNS if c in table.column_names]
+        table = table.select(first + [c for c in table.column_names if c not in first])
         view = self.query_one("#decisions", ArrowTable)
         cursor = view.table.cursor_row if keep_cursor and view.table is not None else 0
         await view.show(

@@ -112,6 +112,18 @@ def progress_text(p: RunProgress) -> str:
     )
 
 
+def waiting_text(run_id: int | None, in_flight: int) -> str:
+    """What a pause waits for: the samples in flight, whose replies and scores are kept."""
+    where = f"run {run_id}" if run_id is not None else "the run"
+    if in_flight <= 0:
+        return f"pausing {where}: storing the last results…"
+    samples = "sample" if in_flight == 1 else "samples"
+    return (
+        f"pausing {where}: waiting for {in_flight} {samples} in flight (teacher replies and "
+        "scores) to be stored, so that none is asked again on resume…"
+    )
+
+
 def stored_stages(st: RunStatus) -> list[StageProgress]:
     """A stored run's counts as progress rows (no failures per stage: they are listed apart)."""
     return [StageProgress(name, st.samples, done) for name, done in st.stages.items()]
@@ -185,6 +197,7 @@ class RunPane(Pane):
         self.stop_event = threading.Event()
         self.pipeline_worker: Worker[None] | None = None
         self.active_run: int | None = None
+        self.last_progress: RunProgress | None = None
         self.run_ids: list[int] = []
         self.run_statuses: list[str] = []
         self._log_buffer: deque[str] = deque()
@@ -336,7 +349,13 @@ class RunPane(Pane):
             self.notify("No run in progress.", severity="warning")
             return
         self.stop_event.set()
-        self.write_log("pausing: finishing the work in flight…")
+        self.write_log(self.waiting())
+
+    def waiting(self) -> str:
+        """What pausing the run in progress waits for, as the latest progress knows it."""
+        progress = self.last_progress
+        in_flight = progress.in_flight if progress is not None else 0
+        return waiting_text(self.active_run, in_flight)
 
     async def pause_and_wait(self) -> None:
         """Stop the run in progress and wait until the pipeline has stored its work."""
@@ -374,6 +393,7 @@ class RunPane(Pane):
 
     def launch(self, options: RunOptions | None, run_id: int | None) -> None:
         self.stop_event = threading.Event()
+        self.last_progress = None
         self.active_run = run_id
         self.query_one("#run-stats", StatusLine).set("starting… (loading the models)")
         self.pipeline_worker = self.execute(options, run_id, self.stop_event)
@@ -417,8 +437,13 @@ class RunPane(Pane):
         self.load_runs()
 
     async def on_run_progressed(self, message: RunProgressed) -> None:
+        self.last_progress = message.progress
         await self.query_one("#stages", StageBars).show(message.progress.stages)
-        self.query_one("#run-stats", StatusLine).set(progress_text(message.progress))
+        if self.stop_event.is_set():
+            text = waiting_text(message.progress.run_id, message.progress.in_flight)
+            self.query_one("#run-stats", StatusLine).set(text, "warning")
+        else:
+            self.query_one("#run-stats", StatusLine).set(progress_text(message.progress))
 
     def on_run_logged(self, _message: RunLogged) -> None:
         with self._log_lock:
