@@ -17,7 +17,7 @@ from srt_local.store import Store
 from srt_local.textsafe import visible
 from tests.tui_support import build_store, records, rows, settle, text
 from tui.app import SrtApp
-from tui.screens.base import Pane
+from tui.screens.run import RunPane
 from tui.widgets.ask_path import AskPath
 from tui.widgets.cell_view import CellView
 from tui.widgets.confirm import Confirm
@@ -105,7 +105,7 @@ async def test_keys_typed_in_fields_go_into_them_and_fire_no_shortcut(
         for tab in ("datasets", "run", "browse", "sql", "export"):
             app.action_show_tab(tab)
             await settle(pilot)
-            pane = app.query_one(f"#{tab}", Pane)
+            pane = await app.mount_pane(tab)
             for field in pane.query("Input, TextArea"):
                 if isinstance(field, Input) and field.type == "integer":
                     continue  # takes digits only: checked below
@@ -125,7 +125,7 @@ async def test_keys_typed_in_fields_go_into_them_and_fire_no_shortcut(
         await pilot.press("1", "s", "2")
         await settle(pilot)
         assert limit.value == "12" and tabs.active == "run"
-        assert not app.query_one("#run").running  # type: ignore[attr-defined]
+        assert not app.query_one(RunPane).running
 
 
 # ---------------------------------------------------------------- the first run

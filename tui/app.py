@@ -2,17 +2,23 @@
 
 Every store read and every model call runs in a thread worker; the UI thread only lays out what the
 workers hand back, so keys are answered while the student scores and the teacher writes.
+
+First paint: only the first tab is built and imported before it; each other tab's pane is mounted
+the first time it is shown, and its module (with pyarrow, plotext...) is imported in a thread
+right after the first paint, so that showing it is quick.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
+from importlib import import_module
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from textual import on
+from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
@@ -26,18 +32,31 @@ from srt_local.store import Store
 from srt_local.textsafe import visible
 from tui.context import LocalMachine, Machine, PaneContext
 from tui.messages import RunChosen
-from tui.screens.base import Pane
-from tui.screens.browse import BrowsePane
-from tui.screens.datasets import DatasetsPane
-from tui.screens.distributions import DistributionsPane
-from tui.screens.export import ExportPane
-from tui.screens.models import ModelsPane
-from tui.screens.run import RunPane
-from tui.screens.sql import SqlPane
+from tui.screens.base import Pane, RunViewPane
 from tui.widgets.help import HelpScreen
 
+if TYPE_CHECKING:
+    from tui.screens.run import RunPane
+
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
-TABS = ("datasets", "models", "run", "browse", "distributions", "sql", "export")
+# tab id -> (title, the pane's module and class)
+PANES: dict[str, tuple[str, str]] = {
+    "datasets": ("Datasets", "tui.screens.datasets:DatasetsPane"),
+    "models": ("Models", "tui.screens.models:ModelsPane"),
+    "run": ("Run", "tui.screens.run:RunPane"),
+    "browse": ("Browse", "tui.screens.browse:BrowsePane"),
+    "distributions": ("Distributions", "tui.screens.distributions:DistributionsPane"),
+    "sql": ("SQL", "tui.screens.sql:SqlPane"),
+    "export": ("Export", "tui.screens.export:ExportPane"),
+}
+TABS = tuple(PANES)
+
+
+def pane_class(tab: str) -> type[Pane]:
+    module, name = PANES[tab][1].split(":")
+    found = getattr(import_module(module), name)
+    assert issubclass(found, Pane)
+    return found
 
 
 def terminal_is_light() -> bool:
@@ -83,7 +102,7 @@ class SrtApp(App[None]):
 
     current_run: reactive[int | None] = reactive(None)
     """The run that Browse, Distributions and Export show. The app owns it: panes ask for a change
-    with `RunChosen` and get it pushed down (data binding)."""
+    with `RunChosen` and the app pushes it down into each pane's `current_run`."""
 
     def __init__(
         self,
@@ -101,40 +120,68 @@ class SrtApp(App[None]):
         )
         self.worker_errors: list[BaseException] = []
         self.quitting = False
+        self.panes: dict[str, Pane] = {}
+        """The panes mounted so far, by tab (each is mounted the first time its tab shows)."""
+        self.pane_mounted: dict[str, asyncio.Event] = {}
         if theme is None:
             theme = "light" if terminal_is_light() else "dark"
         self.theme = THEMES[theme]
 
     def compose(self) -> ComposeResult:
-        ctx = self.ctx
-        with SrtTabs(initial="datasets", id="tabs"):
-            yield DatasetsPane("1 Datasets", ctx, id="datasets")
-            yield ModelsPane("2 Models", ctx, id="models")
-            yield RunPane("3 Run", ctx, id="run")
-            yield BrowsePane("4 Browse", ctx, id="browse").data_bind(SrtApp.current_run)
-            yield DistributionsPane("5 Distributions", ctx, id="distributions").data_bind(
-                SrtApp.current_run
-            )
-            yield SqlPane("6 SQL", ctx, id="sql")
-            yield ExportPane("7 Export", ctx, id="export").data_bind(SrtApp.current_run)
+        first = TABS[0]
+        with SrtTabs(initial=first, id="tabs"):
+            for i, (tab, (title, _)) in enumerate(PANES.items(), start=1):
+                with TabPane(f"{i} {title}", id=tab):
+                    if tab == first:
+                        pane = self.panes[tab] = pane_class(tab)(self.ctx, id=f"{tab}-pane")
+                        self.pane_mounted[tab] = asyncio.Event()
+                        self.pane_mounted[tab].set()
+                        yield pane
         yield Footer()
 
     def on_mount(self) -> None:
-        self.call_after_refresh(self._focus_pane, self.query_one(DatasetsPane))
+        self.call_after_refresh(self.warm_up)
+
+    @work(thread=True, group="warm-up", exit_on_error=False)
+    def warm_up(self) -> None:
+        """After the first paint: import every tab's module, so that showing it is quick."""
+        for tab in TABS:
+            pane_class(tab)
+
+    async def mount_pane(self, tab: str) -> Pane:
+        """The pane of `tab`, mounted into it the first time it is asked for."""
+        pane = self.panes.get(tab)
+        if pane is not None:
+            # Asked again while it is being mounted (a palette command and the tab's activation).
+            await self.pane_mounted[tab].wait()
+            return pane
+        pane = self.panes[tab] = pane_class(tab)(self.ctx, id=f"{tab}-pane")
+        self.pane_mounted[tab] = asyncio.Event()
+        if isinstance(pane, RunViewPane):
+            pane.set_reactive(RunViewPane.current_run, self.current_run)
+        await self.query_one(f"#{tab}", TabPane).mount(pane)
+        self.pane_mounted[tab].set()
+        return pane
+
+    def watch_current_run(self, run_id: int | None) -> None:
+        for pane in self.query(RunViewPane):
+            pane.current_run = run_id
 
     @on(RunChosen)
     def run_chosen(self, message: RunChosen) -> None:
         self.current_run = message.run_id
 
-    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        pane = event.pane
-        if isinstance(pane, Pane):
-            pane.activated()
-            self.call_after_refresh(self._focus_pane, pane)
+    async def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        tab = event.pane.id
+        if tab is None or tab not in PANES:
+            return
+        pane = await self.mount_pane(tab)
+        pane.activated()
+        self.call_after_refresh(self._focus_pane, tab, pane)
 
-    def _focus_pane(self, pane: Pane) -> None:
+    def _focus_pane(self, tab: str, pane: Pane) -> None:
         # Deferred: by now the user may have moved on to another tab.
-        if self.query_one("#tabs", TabbedContent).active == pane.id:
+        if self.query_one("#tabs", TabbedContent).active == tab:
             pane.focus_main()
 
     def action_show_tab(self, tab: str) -> None:
@@ -150,14 +197,15 @@ class SrtApp(App[None]):
     def action_leave_field(self) -> None:
         """Escape from a text field to the tab's table or list, where the tab's keys and the
         digit keys work again."""
-        pane = self.query_one("#tabs", TabbedContent).active_pane
-        if isinstance(pane, Pane):
+        pane = self.active_pane
+        if pane is not None:
             pane.leave_field()
 
     @property
     def active_pane(self) -> Pane | None:
-        pane = self.query_one("#tabs", TabbedContent).active_pane
-        return pane if isinstance(pane, Pane) else None
+        holder = self.query_one("#tabs", TabbedContent).active_pane
+        found = holder.query(Pane) if holder is not None else None
+        return found.first() if found else None
 
     def action_help(self) -> None:
         """The keys of the tab in use and the app's, in a dialog."""
@@ -166,8 +214,8 @@ class SrtApp(App[None]):
         pane = self.active_pane
         tab_keys: list[tuple[str, str]] = []
         title, notes = "", ""
-        if pane is not None:
-            title = pane.tab_title
+        if pane is not None and pane.parent is not None and pane.parent.id in PANES:
+            title = PANES[pane.parent.id][0]
             notes = pane.HELP
             # One line per action: "ctrl+r,f5" is shown as "^r / f5".
             keys: dict[tuple[str, str], list[str]] = {}
@@ -239,7 +287,7 @@ class SrtApp(App[None]):
 
         async def command() -> None:
             self.action_show_tab(tab)
-            await self.run_action(action, self.query_one(f"#{tab}", Pane))
+            await self.run_action(action, await self.mount_pane(tab))
 
         return command
 
@@ -247,8 +295,8 @@ class SrtApp(App[None]):
         """Quit. A run in progress is paused first: the samples in flight are finished and
         stored (the notice says how many). A second ctrl+q quits at once; the run then shows as
         interrupted and its samples in flight are asked again on resume."""
-        run = self.query_one(RunPane)
-        if not run.running or self.quitting:
+        run = cast("RunPane | None", self.panes.get("run"))
+        if run is None or not run.running or self.quitting:
             self.exit()
             return
         self.quitting = True

@@ -4,7 +4,7 @@ sample in full below, and the override keys: accept, reject, clear. Export follo
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import pyarrow as pa
 from textual import on, work
@@ -25,9 +25,12 @@ from srt_local.review import (
     set_override,
 )
 from tui.screens.base import RunViewPane
-from tui.widgets.arrow_table import ArrowTable, DataTable
+from tui.widgets.arrow_table import ArrowTable
 from tui.widgets.run_picker import RunPicker
 from tui.widgets.sample_view import SampleView
+
+if TYPE_CHECKING:
+    from textual_fastdatatable import DataTable
 
 PAGE = 100
 LEADING_COLUMNS = ("id", "branch", "kept", "instruction")
@@ -74,7 +77,6 @@ class BrowsePane(RunViewPane):
         self.detail: SampleDetail | None = None
         self.kind: str | None = None
         self.shown_run: int | None = None
-        self.load_runs()
 
     def focus_main(self) -> None:
         self.query_one("#decisions", ArrowTable).focus_table()

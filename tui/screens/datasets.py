@@ -6,9 +6,8 @@ paths as you type and has the focus, so typing goes straight into it."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import pyarrow as pa
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -24,11 +23,16 @@ from srt_local.importer import (
     demo_file,
     import_dataset,
 )
-from srt_local.review import datasets_table, import_errors_page
 from tui.screens.base import Pane
-from tui.widgets.arrow_table import ArrowTable, DataTable
+from tui.widgets.arrow_table import ArrowTable
 from tui.widgets.path_input import PathInput
 from tui.widgets.status_line import Kind, StatusLine
+
+if TYPE_CHECKING:
+    # The first tab shown: pyarrow (with the review queries) is imported by its workers, after
+    # the first paint.
+    import pyarrow as pa
+    from textual_fastdatatable import DataTable
 
 ERRORS_SHOWN = 500
 DATASET_SUFFIXES = {".json", ".jsonl", ".parquet", ".csv"}
@@ -36,6 +40,8 @@ DATASET_SUFFIXES = {".json", ".jsonl", ".parquet", ".csv"}
 
 def errors_table(errors: list[RecordError]) -> pa.Table:
     """Record errors from a report (not stored when the import was refused) as a table."""
+    import pyarrow as pa
+
     return pa.table(
         {
             "location": pa.array([e.location for e in errors[:ERRORS_SHOWN]], pa.string()),
@@ -93,7 +99,6 @@ class DatasetsPane(Pane):
 
     def on_mount(self) -> None:
         self.dataset_ids: list[int] = []
-        self.load()
 
     def activated(self) -> None:
         self.load()
@@ -111,6 +116,8 @@ class DatasetsPane(Pane):
 
     @work(thread=True, group="datasets-load", exclusive=True, exit_on_error=False)
     def load(self, select: int | None = None) -> None:
+        from srt_local.review import datasets_table
+
         table = datasets_table(self.ctx.store)
         if not get_current_worker().is_cancelled:
             self.from_thread(self._show_datasets, table, select)
@@ -132,6 +139,8 @@ class DatasetsPane(Pane):
 
     @work(thread=True, group="datasets-errors", exclusive=True, exit_on_error=False)
     def load_errors(self, dataset_id: int) -> None:
+        from srt_local.review import import_errors_page
+
         table, total = import_errors_page(self.ctx.store, dataset_id, ERRORS_SHOWN)
         if not get_current_worker().is_cancelled:
             caption = showing(table.num_rows, total, f"rejected records of dataset {dataset_id}")

@@ -11,7 +11,7 @@ import asyncio
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import pyarrow as pa
 from textual import work
@@ -23,8 +23,11 @@ from srt_local.config import ConfigError, ModelsConfig, TeacherSpec
 from srt_local.model_files import ModelFileError, install_hint
 from tui.context import Machine
 from tui.screens.base import Pane
-from tui.widgets.arrow_table import ArrowTable, DataTable
+from tui.widgets.arrow_table import ArrowTable
 from tui.widgets.status_line import StatusLine
+
+if TYPE_CHECKING:
+    from textual_fastdatatable import DataTable
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,10 @@ class ModelsPane(Pane):
     def on_mount(self) -> None:
         self.rows: list[ModelRow] = []
         self.gpu_offload: bool | None = None
-        self.reload()
+
+    def activated(self) -> None:
+        if not self.rows:  # checked once; r checks again
+            self.reload()
 
     def focus_main(self) -> None:
         self.query_one("#models-table", ArrowTable).focus_table()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import deque
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 from rich.text import Text
@@ -40,10 +40,13 @@ from srt_local.store import StoreError
 from srt_local.textsafe import visible
 from tui.messages import RunChosen
 from tui.screens.base import Pane
-from tui.widgets.arrow_table import ArrowTable, DataTable
+from tui.widgets.arrow_table import ArrowTable
 from tui.widgets.confirm import Confirm
 from tui.widgets.stage_bars import StageBars, failures_text
 from tui.widgets.status_line import StatusLine
+
+if TYPE_CHECKING:
+    from textual_fastdatatable import DataTable
 
 RESUMABLE = ("paused", "interrupted", "failed", "incomplete")
 EXPECTED_ERRORS = (PipelineError, ConfigError, ModelFileError, StoreError)
@@ -202,12 +205,13 @@ class RunPane(Pane):
         self.run_statuses: list[str] = []
         self._log_buffer: deque[str] = deque()
         self._log_lock = threading.Lock()
-        self.load_form()
-        self.load_runs(announce=True)
+        self.announced = False
 
     def activated(self) -> None:
         self.load_form()
-        self.load_runs()
+        # The first time the tab is shown, the log says which runs can be resumed.
+        self.load_runs(announce=not self.announced)
+        self.announced = True
 
     def on_unmount(self) -> None:
         # However the app ends, a run in progress stops at the next unit of work (then 'paused').

@@ -15,7 +15,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import duckdb
 import pyarrow as pa
@@ -33,12 +33,15 @@ from srt_local.result_files import ResultFileError, write_result
 from srt_local.store import Store
 from srt_local.textsafe import visible
 from tui.screens.base import Pane
-from tui.widgets.arrow_table import ArrowTable, DataTable
+from tui.widgets.arrow_table import ArrowTable
 from tui.widgets.ask_path import AskPath
 from tui.widgets.cell_view import CellView, cell_text
 from tui.widgets.confirm import Confirm
 from tui.widgets.sql_editor import SqlEditor
 from tui.widgets.status_line import Kind, StatusLine
+
+if TYPE_CHECKING:
+    from textual_fastdatatable import DataTable
 
 ROW_CAP = 1000
 EXPORT_CAP = 2**62  # an export writes every row of the result
@@ -204,7 +207,6 @@ class SqlPane(Pane):
         self.query_one("#completions", OptionList).display = False
         self.last_sql: str | None = None
         self.watch(self.app, "theme", self._theme_changed)
-        self.load_schema()
         self.load_history()
 
     def activated(self) -> None:

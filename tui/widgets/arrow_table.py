@@ -5,24 +5,24 @@ never read as markup, control characters made visible (srt_local.textsafe)."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
-import pyarrow as pa
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import Static
-from textual_fastdatatable import ArrowBackend
 
 from srt_local.textsafe import visible
 
 if TYPE_CHECKING:
+    # pyarrow and the table widget are imported when the first table is shown, not with the
+    # app: they cost a good part of a second, and the first paint needs neither.
+    import pyarrow as pa
     from textual_fastdatatable import DataTable
-else:
-    from textual_fastdatatable.data_table import DataTable
 
-__all__ = ["ArrowTable", "DataTable", "RowTable", "shown_exactly"]
+__all__ = ["ArrowTable", "row_table_class", "shown_exactly"]
 
 
 def _cell_text(value: Any) -> str | None:
@@ -36,6 +36,8 @@ def _cell_text(value: Any) -> str | None:
 def shown_exactly(data: pa.Table) -> pa.Table:
     """`data` as it may be put on a screen: text columns (and nested ones, as JSON) with their
     control characters made visible on one line, and the column names likewise."""
+    import pyarrow as pa
+
     columns: list[pa.Array | pa.ChunkedArray] = []
     for column in data.columns:
         kind = column.type
@@ -53,14 +55,19 @@ def shown_exactly(data: pa.Table) -> pa.Table:
     return pa.table(columns, names=names)
 
 
-class RowTable(DataTable, inherit_bindings=False):
+@cache
+def row_table_class() -> type[DataTable]:
     """A DataTable whose tab and shift+tab move the focus, as everywhere else, not the cursor."""
+    from textual_fastdatatable import DataTable
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        b
-        for b in DataTable.BINDINGS
-        if not (isinstance(b, Binding) and b.key in ("tab", "shift+tab"))
-    ]
+    class RowTable(DataTable, inherit_bindings=False):
+        BINDINGS: ClassVar[list[BindingType]] = [
+            b
+            for b in DataTable.BINDINGS
+            if not (isinstance(b, Binding) and b.key in ("tab", "shift+tab"))
+        ]
+
+    return RowTable
 
 
 class ArrowTable(Vertical):
@@ -124,13 +131,15 @@ class ArrowTable(Vertical):
     @property
     def table(self) -> DataTable | None:
         """The current DataTable, if any rows have been shown."""
-        found = self.query(DataTable)
-        return found.last() if found else None
+        found = self.query("DataTable")
+        return cast("DataTable", found.last()) if found else None
 
     async def show(
         self, data: pa.Table, caption: str = "", cursor_row: int = 0, empty: str | None = None
     ) -> None:
         """Replace the table with `data`; keep the focus; put the cursor on `cursor_row`."""
+        from textual_fastdatatable import ArrowBackend, DataTable
+
         old = list(self.query(".empty, DataTable"))
         label = self.query_one(".caption", Static)
         label.update(visible(caption))
@@ -141,7 +150,7 @@ class ArrowTable(Vertical):
         if data.num_rows == 0:
             new = Static(visible(empty or self._empty), classes="empty", markup=False)
         else:
-            new = RowTable(
+            new = row_table_class()(
                 backend=ArrowBackend(shown_exactly(data)),
                 cursor_type=self._cursor_type,
                 show_row_labels=False,
