@@ -128,6 +128,17 @@ async def test_keys_typed_in_fields_go_into_them_and_fire_no_shortcut(
         assert not app.query_one(RunPane).running
 
 
+def test_a_pause_says_what_it_waits_for() -> None:
+    from tui.screens.run import waiting_text
+
+    assert waiting_text(3, 2) == (
+        "pausing run 3: waiting for 2 samples in flight (teacher replies and scores) to be "
+        "stored, so that none is asked again on resume…"
+    )
+    assert "1 sample in flight" in waiting_text(3, 1)
+    assert waiting_text(None, 0) == "pausing the run: storing the last results…"
+
+
 # ---------------------------------------------------------------- the first run
 
 

@@ -148,7 +148,9 @@ async def test_keys_are_answered_during_a_slow_run_and_quit_pauses_it_for_resumi
             )
         assert pane.running, "the run outlasted the key presses"
         assert max(times) < KEY_BOUND_S, f"keys took {sorted(times)} s while the run went on"
+        assert "in flight" in pane.waiting() or "storing the last results" in pane.waiting()
         await press_live(app, "ctrl+q", lambda: app.return_code is not None)
+        assert "pausing run 1" in log_text(app)
     [(status, decided)] = store.query("SELECT status, (SELECT count(*) FROM decisions) FROM runs")
     assert status == "paused"
     assert decided < 6

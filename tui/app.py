@@ -3,9 +3,9 @@
 Every store read and every model call runs in a thread worker; the UI thread only lays out what the
 workers hand back, so keys are answered while the student scores and the teacher writes.
 
-First paint: only the first tab is built and imported before it; each other tab's pane is mounted
-the first time it is shown, and its module (with pyarrow, plotext...) is imported in a thread
-right after the first paint, so that showing it is quick.
+First paint: only the first tab is built and imported before it. Right after it, each other tab's
+module (with pyarrow, plotext...) is imported in a thread and its pane mounted, one at a time; a
+tab shown before that mounts its pane at once.
 """
 
 from __future__ import annotations
@@ -144,9 +144,12 @@ class SrtApp(App[None]):
 
     @work(thread=True, group="warm-up", exit_on_error=False)
     def warm_up(self) -> None:
-        """After the first paint: import every tab's module, so that showing it is quick."""
+        """After the first paint: import each tab's module here, off the UI thread, then mount
+        its pane (one at a time, so keys are answered in between): showing a tab is then quick."""
         for tab in TABS:
             pane_class(tab)
+            # mypy cannot bind Textual's return TypeVar to a coroutine function's result.
+            self.call_from_thread(self.mount_pane, tab)  # type: ignore[arg-type]
 
     async def mount_pane(self, tab: str) -> Pane:
         """The pane of `tab`, mounted into it the first time it is asked for."""
