@@ -36,12 +36,20 @@ async def quiet(pilot: Pilot[Any]) -> None:
         await pilot.pause(0.05)
 
 
+def steady_cursors(pilot: Pilot[Any]) -> None:
+    """A blinking cursor is drawn or not depending on when the screenshot is taken."""
+    for field in pilot.app.query("Input, TextArea"):
+        field.cursor_blink = False  # type: ignore[attr-defined]
+
+
 def keys_then_quiet(*keys: str) -> Callable[[Pilot[Any]], Any]:
     async def run_before(pilot: Pilot[Any]) -> None:
         await quiet(pilot)
         for key in keys:
             await pilot.press(key)
             await quiet(pilot)
+        steady_cursors(pilot)
+        await pilot.pause()
 
     return run_before
 
@@ -89,6 +97,8 @@ def test_sql_completion_list(store: Store, snap_compare: Callable[..., bool]) ->
         await pilot.press(*"SELECT * FROM s")
         await pilot.press("tab")
         await quiet(pilot)
+        steady_cursors(pilot)
+        await pilot.pause()
 
     app = SrtApp(store, theme="dark", machine=FixedMachine())
     assert snap_compare(app, terminal_size=SIZE, run_before=type_a_query)
