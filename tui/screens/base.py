@@ -75,7 +75,7 @@ class Pane(Vertical):
 class RunViewPane(Pane):
     """A tab that shows one run, chosen with its RunPicker.
 
-    The app owns the current run and pushes it down into `current_run` (data binding); the picker
+    The app owns the current run and pushes it down into `current_run`; the picker
     posts the user's choice up as `RunChosen`. Subclasses draw the run in `show_run`.
     """
 
