@@ -128,6 +128,24 @@ async def test_keys_typed_in_fields_go_into_them_and_fire_no_shortcut(
         assert not app.query_one(RunPane).running
 
 
+async def test_the_run_log_wraps_long_lines_and_shows_them_exactly(empty_store: Store) -> None:
+    from tui.screens.run import RunLog
+
+    app = SrtApp(empty_store, theme="dark")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("escape", "3")  # an empty store puts the focus in the path field
+        await settle(pilot)
+        pane = app.query_one(RunPane)
+        pane.write_log("teacher said: " + "[bold]word[/bold] " * 30 + "\x1b[2J the end")
+        await settle(pilot)
+        log = app.query_one("#run-log", RunLog)
+        assert len(log.lines) >= 4  # one long line, wrapped at the log's width
+        shown = "".join(line.text for line in log.lines)
+        assert "[bold]word[/bold]" in shown and "␛[2J the end" in shown
+        assert "\x1b" not in shown
+
+
 def test_a_pause_says_what_it_waits_for() -> None:
     from tui.screens.run import waiting_text
 
