@@ -342,3 +342,18 @@ def _store(
                     }
                 ),
             )
+
+
+DEMO_NAME = "demo"
+
+
+def demo_file() -> Path:
+    """The small dataset shipped with srt-local, for a first run (`srt demo`, the TUI)."""
+    from importlib import resources
+
+    return Path(str(resources.files("srt_local").joinpath("data/demo.jsonl")))
+
+
+def import_demo(store: Store) -> ImportReport:
+    """Import the shipped demo dataset as 'demo' (importing it again changes nothing)."""
+    return import_dataset(store, demo_file(), name=DEMO_NAME)

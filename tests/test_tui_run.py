@@ -14,14 +14,14 @@ import pytest
 from textual import events
 from textual.pilot import Pilot
 from textual.widget import Widget
-from textual.widgets import Input, Log, Select, TabbedContent, TextArea
+from textual.widgets import Input, Select, TabbedContent, TextArea
 
 from srt_local.importer import import_dataset
 from srt_local.store import Store
 from tests.ollama_server import OllamaTestServer
 from tests.tui_support import rows, settle, text, write_dataset_file
 from tui.app import SrtApp
-from tui.screens.run import RunPane
+from tui.screens.run import RunLog, RunPane
 from tui.widgets.arrow_table import ArrowTable
 from tui.widgets.confirm import Confirm
 
@@ -103,7 +103,7 @@ def focus_text(app: SrtApp, tab: str) -> str:
 
 
 def log_text(app: SrtApp) -> str:
-    return "\n".join(str(line) for line in app.query_one("#run-log", Log).lines)
+    return "\n".join(app.query_one("#run-log", RunLog).texts)
 
 
 @pytest.mark.slow
@@ -148,10 +148,18 @@ async def test_keys_are_answered_during_a_slow_run_and_quit_pauses_it_for_resumi
             )
         assert pane.running, "the run outlasted the key presses"
         assert max(times) < KEY_BOUND_S, f"keys took {sorted(times)} s while the run went on"
+        assert "in flight" in pane.waiting() or "storing the last results" in pane.waiting()
         await press_live(app, "ctrl+q", lambda: app.return_code is not None)
+        assert "pausing run 1" in log_text(app)
     [(status, decided)] = store.query("SELECT status, (SELECT count(*) FROM decisions) FROM runs")
     assert status == "paused"
     assert decided < 6
+    # the pause finished the samples in flight: every reply received was stored as a version
+    [(replies, stored)] = store.query(
+        "SELECT (SELECT count(*) FROM teacher_calls WHERE outcome = 'ok'), "
+        "(SELECT count(*) FROM versions WHERE teacher_key <> '')"
+    )
+    assert replies == stored
 
     calls_before = store.query("SELECT count(*) FROM teacher_calls WHERE outcome = 'ok'")[0][0]
     app = SrtApp(store, models_file=slow_teacher, theme="dark")

@@ -12,7 +12,7 @@ from textual.widgets import Input, Select, Static, TabbedContent, TextArea
 
 from srt_local.store import Store
 from tests.ollama_server import OllamaTestServer
-from tests.tui_support import rows, settle, text, type_into, write_dataset_file
+from tests.tui_support import records, rows, settle, text, type_into, write_dataset_file
 from tui.app import SrtApp
 from tui.screens.export import parse_top
 from tui.widgets.arrow_table import ArrowTable
@@ -142,7 +142,8 @@ async def test_browse_override_is_stored_and_export_follows_it(
             store.query("SELECT sample_id, override FROM decisions WHERE override IS NOT NULL")
         )
         assert overrides == {3: "accept", 1: "reject"}
-        assert rows(app, "#decisions")[0][9:11] == ["reject", "no"]
+        first = records(app, "#decisions")[0]
+        assert (first["override"], first["kept"]) == ("reject", "no")
 
         await pilot.press("7")
         await settle(pilot)
@@ -194,7 +195,7 @@ async def test_browse_filters_search_and_versions(store_run: tuple[Store, int]) 
         await pilot.press("s", "d")
         await settle(pilot)
         assert "sort ifd ori ↓" in text(app, "#decisions .caption")
-        ifds = [r[2] for r in rows(app, "#decisions")]
+        ifds = [r["ifd ori"] for r in records(app, "#decisions")]
         assert ifds == sorted(ifds, reverse=True)
 
 
@@ -225,7 +226,7 @@ async def test_sql_runs_queries_shows_errors_and_refuses_writes(
         await pilot.press("ctrl+r")
         await settle(pilot)
         assert {r[0]: r[1] for r in rows(app, "#results")} == {"QA": 2, "A": 2, "Q": 1, "ori": 1}
-        assert text(app, "#sql-status") == "4 rows"
+        assert text(app, "#sql-status").startswith("4 rows ·")
 
         editor = app.query_one("#editor", TextArea)
         for sql, message in (

@@ -110,15 +110,16 @@ REFLECTIONS = {
 }
 
 
-def write_dataset_file(path: Path) -> Path:
-    path.write_text(json.dumps(RECORDS, indent=1))
+def write_dataset_file(path: Path, records: list[object] | None = None) -> Path:
+    path.write_text(json.dumps(RECORDS if records is None else records, indent=1))
     return path
 
 
-def build_store(tmp: Path) -> tuple[Store, int]:
-    """A store at tmp/srt.duckdb with the dataset 'tiny' and a finished run on it; (store, run)."""
+def build_store(tmp: Path, records: list[object] | None = None) -> tuple[Store, int]:
+    """A store at tmp/srt.duckdb with the dataset 'tiny' and a finished run on it; (store, run).
+    `records` replaces the dataset's records (its first six must be good ones)."""
     store = Store.open(tmp / "srt.duckdb")
-    import_dataset(store, write_dataset_file(tmp / "tiny.json"), name="tiny")
+    import_dataset(store, write_dataset_file(tmp / "tiny.json", records), name="tiny")
     with store.transaction() as con:
         dataset_id = con.execute("SELECT dataset_id FROM datasets WHERE name = 'tiny'").fetchone()
         assert dataset_id is not None
@@ -232,6 +233,18 @@ def rows(app: App[Any], selector: str) -> list[list[Any]]:
     if table is None:
         return []
     return [table.get_row_at(i) for i in range(table.row_count)]
+
+
+def records(app: App[Any], selector: str) -> list[dict[str, Any]]:
+    """The rows an ArrowTable shows now, by column name."""
+    from tui.widgets.arrow_table import ArrowTable
+
+    view = app.query_one(selector, ArrowTable)
+    table = view.table
+    if table is None or view.data is None:
+        return []
+    names = view.data.column_names
+    return [dict(zip(names, table.get_row_at(i), strict=True)) for i in range(table.row_count)]
 
 
 def text(app: App[Any], selector: str) -> str:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import click
 
 from srt_local.commands.common import db_option, err_console
 from srt_local.commands.run_cmd import execute, print_summary
+from srt_local.importer import DEMO_NAME, demo_file
 from srt_local.pipeline import RunOptions
 from srt_local.store import Store
-
-DEMO_NAME = "demo"
 
 QUERIES = [
     (
@@ -30,10 +28,6 @@ QUERIES = [
         "WHERE outcome <> 'ok'",
     ),
 ]
-
-
-def demo_file() -> Path:
-    return Path(str(resources.files("srt_local").joinpath("data/demo.jsonl")))
 
 
 @click.command()

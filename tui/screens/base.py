@@ -1,14 +1,18 @@
 """What every tab shares: its context (store, models.toml, machine), a hook for when it shows, the
-focus rules, and, for the tabs that show one run, the run list and the current run."""
+focus rules, and, for the tabs that show one run, the run list and the current run.
+
+A pane is the content of one tab. The app mounts it into its tab the first time the tab is shown,
+so the first paint only builds the first tab (and imports only what that tab needs)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec
+from typing import Any, ClassVar, ParamSpec
 
 from textual import work
+from textual.containers import Vertical
 from textual.reactive import reactive
-from textual.widgets import Input, TabPane, TextArea
+from textual.widgets import Input, TextArea
 
 from srt_local.run_status import list_runs
 from tui.context import PaneContext
@@ -18,11 +22,21 @@ from tui.widgets.run_picker import RunPicker
 P = ParamSpec("P")
 
 
-class Pane(TabPane):
-    """One tab of the app. `activated()` runs each time the tab is shown, to refresh its data."""
+class Pane(Vertical):
+    """The content of one tab. `activated()` runs each time the tab is shown (the first time
+    too, right after the pane is mounted): it loads or refreshes the tab's data."""
 
-    def __init__(self, title: str, ctx: PaneContext, *, id: str) -> None:
-        super().__init__(title, id=id)
+    DEFAULT_CSS = """
+    Pane {
+        height: 1fr;
+    }
+    """
+
+    HELP: ClassVar[str] = ""
+    """What the help screen says about the tab beyond its keys."""
+
+    def __init__(self, ctx: PaneContext, *, id: str | None = None) -> None:
+        super().__init__(id=id)
         self.ctx = ctx
 
     def activated(self) -> None:
@@ -61,7 +75,7 @@ class Pane(TabPane):
 class RunViewPane(Pane):
     """A tab that shows one run, chosen with its RunPicker.
 
-    The app owns the current run and pushes it down into `current_run` (data binding); the picker
+    The app owns the current run and pushes it down into `current_run`; the picker
     posts the user's choice up as `RunChosen`. Subclasses draw the run in `show_run`.
     """
 
@@ -95,6 +109,8 @@ class RunViewPane(Pane):
             self.show_run(chosen)
 
     def watch_current_run(self, run_id: int | None) -> None:
+        if not self.is_mounted:
+            return
         pickers = self.query(RunPicker)
         if not pickers:
             return  # not composed yet: the run list, once loaded, shows the current run

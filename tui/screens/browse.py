@@ -4,7 +4,7 @@ sample in full below, and the override keys: accept, reject, clear. Export follo
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,9 +26,12 @@ from srt_local.review import (
     set_override,
 )
 from tui.screens.base import RunViewPane
-from tui.widgets.arrow_table import ArrowTable, DataTable
+from tui.widgets.arrow_table import ArrowTable
 from tui.widgets.run_picker import RunPicker
 from tui.widgets.sample_view import SampleView
+
+if TYPE_CHECKING:
+    from textual_fastdatatable import DataTable
 
 PAGE = 100
 INSTRUCTION_WIDTH = 80  # characters of the instruction shown in a row
@@ -50,6 +53,9 @@ def page_labels(table: pa.Table) -> pa.Table:
             col = pc.utf8_slice_codeunits(one_line, 0, INSTRUCTION_WIDTH)
         columns[name] = col
     return pa.table(columns)
+
+
+LEADING_COLUMNS = ("id", "branch", "kept", "instruction")
 
 
 class BrowsePane(RunViewPane):
@@ -93,7 +99,6 @@ class BrowsePane(RunViewPane):
         self.detail: SampleDetail | None = None
         self.kind: str | None = None
         self.shown_run: int | None = None
-        self.load_runs()
 
     def focus_main(self) -> None:
         self.query_one("#decisions", ArrowTable).focus_table()
@@ -121,6 +126,10 @@ class BrowsePane(RunViewPane):
 
     async def _show_page(self, table: pa.Table, total: int, keep_cursor: bool) -> None:
         self.sample_ids = [int(i) for i in table.column("id").to_pylist()]
+        # What a sample is comes first, so it shows at 80 columns; the scores scroll in on the
+        # right.
+        first = [c for c in LEADING_COLUMNS if c in table.column_names]
+        table = table.select(first + [c for c in table.column_names if c not in first])
         view = self.query_one("#decisions", ArrowTable)
         cursor = view.table.cursor_row if keep_cursor and view.table is not None else 0
         await view.show(

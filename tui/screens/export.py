@@ -15,6 +15,7 @@ from textual.widgets import Button, Checkbox, Input, Select, Static
 
 from srt_local.exporter import ExportError, ExportReport, export_run
 from srt_local.formats import EXPORT_FORMATS, DatasetFileError
+from srt_local.textsafe import visible
 from tui.screens.base import RunViewPane
 from tui.widgets.run_picker import RunPicker
 from tui.widgets.status_line import Kind, StatusLine
@@ -161,4 +162,4 @@ class ExportPane(RunViewPane):
     def _written(self, report: ExportReport) -> None:
         self.set_status(report_text(report), "ok")
         entry = json.dumps({report.entry_name: report.entry}, indent=2, ensure_ascii=False)
-        self.query_one("#entry", Static).update(entry)
+        self.query_one("#entry", Static).update(visible(entry))

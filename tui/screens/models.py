@@ -8,7 +8,7 @@ The machine's facts come from the pane's context (`ctx.machine`), so tests can f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import pyarrow as pa
 from textual import work
@@ -18,8 +18,11 @@ from textual.binding import Binding, BindingType
 from srt_local.config import ConfigError
 from srt_local.model_status import UNCHECKED, ModelStatus
 from tui.screens.base import Pane
-from tui.widgets.arrow_table import ArrowTable, DataTable
+from tui.widgets.arrow_table import ArrowTable
 from tui.widgets.status_line import StatusLine
+
+if TYPE_CHECKING:
+    from textual_fastdatatable import DataTable
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,10 @@ class ModelsPane(Pane):
     def on_mount(self) -> None:
         self.rows: list[ModelRow] = []
         self.gpu_offload: bool | None = None
-        self.reload()
+
+    def activated(self) -> None:
+        if not self.rows:  # checked once; r checks again
+            self.reload()
 
     def focus_main(self) -> None:
         self.query_one("#models-table", ArrowTable).focus_table()

@@ -6,14 +6,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rich.text import Text
 from textual.widgets import Select
 
+from srt_local.textsafe import visible
 from tui.messages import RunChosen
 
 
-def run_label(run: dict[str, Any]) -> str:
-    """One line naming a run: id, dataset and status."""
-    return f"run {run['run_id']} · {run['dataset']} · {run['status']}"
+def run_label(run: dict[str, Any]) -> Text:
+    """One line naming a run: id, dataset and status (plain text: the dataset's name is data)."""
+    return Text(visible(f"run {run['run_id']} · {run['dataset']} · {run['status']}", one_line=True))
 
 
 class RunPicker(Select[int]):

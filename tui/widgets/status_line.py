@@ -6,18 +6,21 @@ from typing import Literal
 
 from textual.widgets import Static
 
+from srt_local.textsafe import visible
+
 Kind = Literal["", "ok", "warning", "error"]
 
 
 class StatusLine(Static):
-    """Plain text (never read as markup: it often quotes stored data or paths) with a kind."""
+    """Plain text with a kind. It often quotes stored data or paths: never read as markup, its
+    control characters made visible."""
 
     def __init__(self, text: str = "", *, id: str | None = None) -> None:
-        super().__init__(text, id=id, classes="status", markup=False)
+        super().__init__(visible(text), id=id, classes="status", markup=False)
         self.kind: Kind = ""
 
     def set(self, text: str, kind: Kind = "") -> None:
         """Show `text`; `kind` colours it (ok, warning, error) or leaves it muted ("")."""
-        self.update(text)
+        self.update(visible(text))
         self.kind = kind
         self.set_classes(f"status {kind}".strip())
