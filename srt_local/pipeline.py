@@ -25,6 +25,7 @@ from srt_local.decision import Decision, VersionScore, choose_instruction, decid
 from srt_local.errors import SrtError
 from srt_local.model_files import file_sha256, resolve_gguf
 from srt_local.pairs import Pair
+from srt_local.run_owner import claim
 from srt_local.store import Store
 from srt_local.teachers.base import TeacherError
 
@@ -692,6 +693,7 @@ def run_pipeline(
     """Execute (or resume) a run to its end, or until `stop` is set; blocking."""
     run = _Run(store, run_id, config, progress, log or (lambda _msg: None))
     _set_status(store, run_id, "running")
+    claim(store, run_id)  # i9: the owner's PID and host, so a killed run shows as interrupted
     try:
         summary = asyncio.run(run.execute(stop))
     except (KeyboardInterrupt, asyncio.CancelledError):

@@ -102,7 +102,7 @@ def selected_pairs(positions: list[int], joined: bool = False) -> list[Pair]:
     for pos in positions:
         instruction, input_, output = reflected(DECISIONS[pos][1], pos)
         if joined and input_:
-            instruction, input_ = f"{instruction}\n\n{input_}", ""
+            instruction, input_ = f"{instruction}\n{input_}", ""
         pairs.append(Pair(instruction, input_, output))
     return pairs
 

@@ -7,7 +7,6 @@ the result is one JSON line per sample on stdout or in --out (written whole, at 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import tempfile
 import time
@@ -17,7 +16,14 @@ from typing import Any
 
 import click
 
-from srt_local.commands.common import EXIT_FAILED, UserError, db_option, err_console
+from srt_local.commands.common import (
+    EXIT_FAILED,
+    UserError,
+    db_option,
+    json_text,
+    report_error,
+    say,
+)
 from srt_local.config import load_models
 from srt_local.formats import DatasetFileError, SourceRecord, read_records
 from srt_local.store import Store
@@ -87,9 +93,9 @@ def reflect(
     except DatasetFileError as exc:
         raise UserError(str(exc)) from None
     for error in read.errors[:10]:
-        err_console.print(f"[yellow]skipped:[/] {error}", highlight=False)
+        say(f"skipped: {error}", "yellow")
     if len(read.errors) > 10:
-        err_console.print(f"[yellow]skipped:[/] {len(read.errors) - 10} more bad records")
+        say(f"skipped: {len(read.errors) - 10} more bad records", "yellow")
     records = read.records[:limit] if limit else read.records
     if not records:
         raise UserError(f"{input_path}: no usable records")
@@ -102,10 +108,9 @@ def reflect(
             done = len(run.lines)
             if done:
                 _write(out_path, run.lines)
-            err_console.print(
-                f"[bold red]error:[/] {exc}\n{done} of {len(records)} samples were done"
-                + (f" and written to {out_path}" if done and out_path else ""),
-                highlight=False,
+            report_error(
+                f"{exc}\n{done} of {len(records)} samples were done"
+                + (f" and written to {out_path}" if done and out_path else "")
             )
             raise SystemExit(EXIT_FAILED) from None
     _write(out_path, run.lines)
@@ -130,7 +135,7 @@ class _Run:
         teacher = await open_teacher(
             name,
             config,
-            log=lambda line: err_console.print(line, highlight=False),
+            log=say,
             concurrency=concurrency,
         )
         self.started = time.monotonic()
@@ -181,12 +186,11 @@ class _Run:
         failed = {k: v for k, v in self.outcomes.items() if k != "ok"}
         failures = ", ".join(f"{k} {v}" for k, v in sorted(failed.items())) or "none"
         errors = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items()))
-        err_console.print(
+        say(
             f"{'done' if final else 'reflect'}: {len(self.lines)}/{len(self.records)} samples, "
             f"{self.n_calls} calls, {self.n_calls / elapsed:.2f} calls/s, "
             f"ok {self.outcomes['ok']}, failed: {failures}"
-            + (f"; request errors: {errors}" if errors else ""),
-            highlight=False,
+            + (f"; request errors: {errors}" if errors else "")
         )
 
 
@@ -212,7 +216,7 @@ def _line(
 
 
 def _write(out_path: Path | None, lines: dict[int, dict[str, Any]]) -> None:
-    text = "".join(json.dumps(lines[i], ensure_ascii=False) + "\n" for i in sorted(lines))
+    text = "".join(json_text(lines[i]) + "\n" for i in sorted(lines))
     if out_path is None:
         click.echo(text, nl=False)
         return

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
-from srt_local.commands.common import db_option
+from srt_local.commands.common import cell, db_option, json_text, open_for_reading, out_console, say
 from srt_local.readonly_sql import open_reader, run_sql
 
 
@@ -35,7 +32,8 @@ def _jsonable(value: Any) -> Any:
 @click.option(
     "--snapshot",
     is_flag=True,
-    help="Query a copy of the store taken now (works while another process writes it).",
+    help="Query a copy of the store taken now. Without it, a copy is taken only when another "
+    "process (a run, the TUI) holds the store.",
 )
 @db_option
 def sql(query: str, fmt: str, snapshot: bool, db_path: Path | None) -> None:
@@ -44,7 +42,8 @@ def sql(query: str, fmt: str, snapshot: bool, db_path: Path | None) -> None:
 
     Example: srt sql "SELECT branch, count(*) FROM decisions GROUP BY branch"
     """
-    with open_reader(db_path, snapshot) as store:
+    reader = open_reader(db_path, snapshot) if snapshot else open_for_reading(db_path, True)
+    with reader as store:
         result = run_sql(store, query)
     names, rows = result.columns, result.rows()
     if fmt == "csv":
@@ -53,17 +52,13 @@ def sql(query: str, fmt: str, snapshot: bool, db_path: Path | None) -> None:
         writer.writerows(rows)
     elif fmt == "json":
         for row in rows:
-            click.echo(
-                json.dumps(
-                    {k: _jsonable(v) for k, v in zip(names, row, strict=True)}, ensure_ascii=False
-                )
-            )
+            click.echo(json_text({k: _jsonable(v) for k, v in zip(names, row, strict=True)}))
     else:
-        # Text, not str: a cell (or a column name) is data, never Rich markup.
+        # Text cells: a cell (or a column name) is data, never Rich markup; controls made visible.
         table = Table()
         for name in names:
-            table.add_column(Text(name))
+            table.add_column(cell(name))
         for row in rows:
-            table.add_row(*[Text("NULL" if v is None else str(v)) for v in row])
-        Console().print(table)
-        click.echo(f"{len(rows)} row{'s' if len(rows) != 1 else ''}", err=True)
+            table.add_row(*[cell(v) for v in row])
+        out_console.print(table)
+        say(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
