@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from srt_local.commands.common import cell, db_option, json_text, open_for_reading, out_console, say
+from srt_local.commands.common import cell, db_option, json_text, out_console, say
 from srt_local.readonly_sql import open_reader, run_sql
 
 
@@ -32,8 +32,7 @@ def _jsonable(value: Any) -> Any:
 @click.option(
     "--snapshot",
     is_flag=True,
-    help="Query a copy of the store taken now. Without it, a copy is taken only when another "
-    "process (a run, the TUI) holds the store.",
+    help="Query a copy of the store taken now (works while another process writes it).",
 )
 @db_option
 def sql(query: str, fmt: str, snapshot: bool, db_path: Path | None) -> None:
@@ -42,8 +41,7 @@ def sql(query: str, fmt: str, snapshot: bool, db_path: Path | None) -> None:
 
     Example: srt sql "SELECT branch, count(*) FROM decisions GROUP BY branch"
     """
-    reader = open_reader(db_path, snapshot) if snapshot else open_for_reading(db_path, True)
-    with reader as store:
+    with open_reader(db_path, snapshot) as store:
         result = run_sql(store, query)
     names, rows = result.columns, result.rows()
     if fmt == "csv":

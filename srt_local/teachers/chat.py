@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import random
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from typing import Any, ClassVar
 
 from srt_local.config import TeacherSpec
 from srt_local.pairs import Pair
-from srt_local.parsing import parse_reply
+from srt_local.parsing import Parsed, parse_reply
 from srt_local.prompts import Prompt, build_prompt, prompt_versions
 from srt_local.teachers.base import ReflectResult, TeacherCall, TeacherError
 
@@ -126,6 +127,7 @@ class ChatTeacher(ABC):
             options = self.options_for(reasks)
             asked = datetime.now(UTC)
             gen = await self._send(prompt, options)
+            unreadable = _make_storable(gen)  # i9: a reply that is not text fails this sample only
             finished = datetime.now(UTC)
             started = gen.started_at or asked
             call = self._call(prompt, options, gen, len(result.calls) + 1, started, finished)
@@ -139,7 +141,7 @@ class ChatTeacher(ABC):
                 if gen.fatal:
                     raise TeacherError(gen.fatal, result.calls)
                 return result
-            parsed = parse_reply(stage, self.output_mode, gen.text, pair, hit_limit=gen.hit_limit)
+            parsed = unreadable or _parse(stage, self.output_mode, gen.text, pair, gen.hit_limit)
             call.outcome = parsed.outcome
             call.reflection = parsed.reflection
             call.error_message = parsed.detail
@@ -188,6 +190,35 @@ class ChatTeacher(ABC):
             started_at=started,
             finished_at=finished,
         )
+
+
+# A lone surrogate (a "\\ud800" escape in the server's JSON) is not text: DuckDB cannot store it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _make_storable(gen: Generation) -> Parsed | None:
+    """Make the reply storable; a failed Parsed when it is not text (it holds lone surrogates, kept
+    in the stored reply as their escapes, so the call is recorded and the reply can be read)."""
+    if gen.text is None:
+        return None
+    found = _LONE_SURROGATE.search(gen.text)
+    if found is None:
+        return None
+    gen.text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", gen.text)
+    return Parsed(
+        "parse_failed",
+        detail=f"the reply holds a lone surrogate (\\u{ord(found.group()):04x}), which is not text",
+    )
+
+
+def _parse(stage: str, mode: str, text: str | None, pair: Pair, hit_limit: bool) -> Parsed:
+    """parse_reply, with a reply too deeply nested (or with too long a number) to read failing
+    this sample alone instead of the run."""
+    try:
+        return parse_reply(stage, mode, text, pair, hit_limit=hit_limit)
+    except (RecursionError, ValueError) as exc:
+        reason = "nests too deeply" if isinstance(exc, RecursionError) else f"is unreadable ({exc})"
+        return Parsed("parse_failed", detail=f"the reply's JSON {reason}")
 
 
 def teacher_key(
