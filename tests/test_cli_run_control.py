@@ -69,7 +69,7 @@ def srt(
 
 
 def make_db(tmp_path: Path, pairs: list[dict[str, str]], name: str = "four") -> Path:
-    data = tmp_path / f"{name}.jsonl"
+    data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
     db = tmp_path / "s.duckdb"
     with Store.open(db) as store:
