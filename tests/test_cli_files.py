@@ -287,3 +287,65 @@ def test_empty_sql_is_one_line(data: Path, tmp_path: Path) -> None:
     assert srt("import", data, "--db", db).exit_code == 0
     assert "empty" in one_line_error(srt("sql", "", "--db", db))
     assert "empty" in one_line_error(srt("sql", " ; ", "--db", db))
+
+
+# ---------------------------------------------------------------- the CLI's own words
+
+
+def test_summaries_name_the_flag_that_keeps_passed_unreflected_samples(
+    data: Path, tmp_path: Path
+) -> None:
+    db = _store_with_run(tmp_path, data, emitted=False)
+    with Store.open(db) as store:
+        store.execute("UPDATE decisions SET passes = true")
+    result = srt("status", "--db", db)
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "kept 0, rejected 2 (2 passed but were not response-reflected; `--emit-unreflected` "
+        "keeps them)" in " ".join(result.stdout.split())
+    )
+    assert json.loads(srt("status", "--db", db, "--json").stdout)["passed_unreflected"] == 2
+
+
+def test_run_help_documents_the_exit_codes() -> None:
+    text = srt("run", "--help").stdout
+    for line in ("0    done", "3    incomplete", "4    failed", "130  interrupted"):
+        assert line in text, (line, text)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "record"),
+    [
+        (
+            "sharegpt",
+            {
+                "conversations": [
+                    {"from": "human", "value": "Hi?"},
+                    {"from": "gpt", "value": "Hello."},
+                ]
+            },
+        ),
+        (
+            "messages",
+            {
+                "messages": [
+                    {"role": "user", "content": "Hi?"},
+                    {"role": "assistant", "content": "Hello."},
+                ]
+            },
+        ),
+    ],
+)
+def test_score_reads_conversation_files(
+    tmp_path: Path, fmt: str, record: dict[str, object]
+) -> None:
+    from srt_local.commands.score import _read_pairs
+    from srt_local.pairs import Pair
+
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    assert _read_pairs(path, None, "auto") == [Pair("Hi?", "", "Hello.")]
+    assert _read_pairs(path, None, fmt) == [Pair("Hi?", "", "Hello.")]
+    assert "--format" in srt("score", "--help").stdout
+    wrong = srt("score", path, "--format", "alpaca", "--no-cache")
+    assert wrong.exit_code == 2 and "bad record" in wrong.stderr and "Traceback" not in wrong.stderr
