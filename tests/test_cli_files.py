@@ -349,3 +349,21 @@ def test_score_reads_conversation_files(
     assert "--format" in srt("score", "--help").stdout
     wrong = srt("score", path, "--format", "alpaca", "--no-cache")
     assert wrong.exit_code == 2 and "bad record" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_run_progress_shows_rates_as_text_not_a_bar_of_unknown_length() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.progress import MofNCompleteColumn, TextColumn
+
+    from srt_local.commands.run_cmd import _RunProgress
+
+    console = Console(file=StringIO(), width=100)
+    progress = _RunProgress(TextColumn("{task.description}"), MofNCompleteColumn(), console=console)
+    progress.add_task("decision", total=4, completed=1)
+    progress.rates = "120 student tok/s  0.50 teacher calls/s  ETA 30s"
+    console.print(*progress.get_renderables())
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "decision" in shown and "1/4" in shown
+    assert "120 student tok/s  0.50 teacher calls/s  ETA 30s" in shown and "/?" not in shown
