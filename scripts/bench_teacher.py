@@ -48,7 +48,8 @@ def pairs(n: int) -> list[Pair]:
 async def bench(
     n: int, concurrency: int, latency: float, stage: str, output: str, stream: bool
 ) -> float:
-    with OllamaTestServer(latency=latency, parallel=concurrency) as server:
+    # Four streamed parts a reply: the client's cost, not the test server's one-part-per-token.
+    with OllamaTestServer(latency=latency, parallel=concurrency, parts=4) as server:
         spec = TeacherSpec(
             name="bench",
             backend="ollama",

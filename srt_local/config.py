@@ -7,7 +7,6 @@ entries by name. Every error names the file and the key.
 from __future__ import annotations
 
 import math
-import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,12 +16,14 @@ from typing import Any
 
 from srt_local import paths
 from srt_local.errors import SrtError
+from srt_local.ollama_host import DEFAULT_HOST, OllamaHostError, parse_host, resolve_host
 from srt_local.teachers.registry import BACKENDS as REGISTERED
 
 TEMPLATES = ("vicuna", "alpaca", "wizardlm", "none", "chat")
 BACKENDS = tuple(REGISTERED)
 OUTPUT_MODES = ("markers", "json")
-DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+DEFAULT_OLLAMA_HOST = DEFAULT_HOST
+THINK_LEVELS = ("low", "medium", "high")
 
 
 class ConfigError(SrtError, ValueError):
@@ -65,8 +66,16 @@ class TeacherSpec:
     host: str | None = None
     options: TeacherOptions = field(default_factory=TeacherOptions)
     keep_alive: str | None = None
+    # Ollama: the longest wait for the next piece of a reply (the first one includes loading the
+    # model and reading the prompt; waiting for srt's own turn is not counted). Embedded: the
+    # whole reply.
     timeout: float = 600.0
+    connect_timeout: float = 10.0
     concurrency: int = 0
+    # Ollama teachers: thinking off (False), on (True) or at a level ("low", "medium", "high").
+    think: bool | str = False
+    # Ollama teachers: how far srt may raise num_ctx for a prompt that needs more.
+    max_num_ctx: int = 32768
     output: str = "markers"
     max_attempts: int = 3
     n_gpu_layers: int = -1
@@ -74,11 +83,9 @@ class TeacherSpec:
 
     @property
     def resolved_host(self) -> str:
-        """The Ollama host: the configured one, else $OLLAMA_HOST, else the default."""
-        host = self.host or os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST
-        if "://" not in host:
-            host = "http://" + host
-        return host.rstrip("/")
+        """The Ollama host: the configured one, else $OLLAMA_HOST, else the default, read as
+        Ollama reads it (srt_local.ollama_host); OllamaHostError for one that cannot be read."""
+        return resolve_host(self.host)
 
 
 @dataclass(frozen=True)
@@ -263,15 +270,22 @@ def _parse_teacher(name: str, data: Mapping[str, Any], file: Path) -> TeacherSpe
         model=model,
         path=path,
         package=package,
-        host=t.get("host", str),
+        host=_host(t),
         options=_parse_options(options_data, file, where),
         keep_alive=t.get("keep_alive", (str, int)) if "keep_alive" in data else None,
         timeout=t.check("timeout", t.get("timeout", float, 600.0), _positive, "above 0 seconds"),
+        connect_timeout=t.check(
+            "connect_timeout", t.get("connect_timeout", float, 10.0), _positive, "above 0 seconds"
+        ),
         concurrency=t.check(
             "concurrency",
             t.get("concurrency", int, 0),
             lambda v: v >= 0,
-            "0 (the server's) or a count",
+            "0 (OLLAMA_NUM_PARALLEL if set, else 1) or a count",
+        ),
+        think=_think(t, backend),
+        max_num_ctx=t.check(
+            "max_num_ctx", t.get("max_num_ctx", int, 32768), lambda v: v >= 256, "at least 256"
         ),
         output=t.check(
             "output", t.get("output", str, "markers"), OUTPUT_MODES.__contains__, "markers or json"
@@ -290,6 +304,27 @@ def _parse_teacher(name: str, data: Mapping[str, Any], file: Path) -> TeacherSpe
         spec = TeacherSpec(**{**spec.__dict__, "keep_alive": f"{spec.keep_alive}s"})
     t.reject_unknown()
     return spec
+
+
+def _host(t: _Table) -> str | None:
+    host = t.get("host", str)
+    if host is not None:
+        try:
+            parse_host(host)
+        except OllamaHostError as exc:
+            raise t.error("host", str(exc)) from None
+    return host
+
+
+def _think(t: _Table, backend: str) -> bool | str:
+    think = t.get("think", (bool, str), False)
+    if think is not False and backend != "ollama":
+        raise t.error("think", "only Ollama teachers take it (an embedded model never thinks)")
+    if isinstance(think, str) and think not in THINK_LEVELS:
+        raise t.error(
+            "think", f"{think!r} is not allowed: true, false, or one of low, medium, high"
+        )
+    return think
 
 
 def _read_toml(file: Path) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from srt_local.run.vocabulary import RESPONSE_OF, RESPONSE_REFLECTED, Kind
+
 
 @dataclass(frozen=True)
 class VersionScore:
@@ -26,15 +28,15 @@ class VersionScore:
 
 @dataclass(frozen=True)
 class InstructionChoice:
-    base: str  # "Q" or "ori": the version whose response stage 2 reflects
+    base: Kind  # Q or ori: the version whose response stage 2 reflects
     ifd_margin: float | None  # IFD(Q) - IFD(ori)
     reason: str
 
 
 @dataclass(frozen=True)
 class Decision:
-    branch: str  # QA | Q | A | ori
-    final_kind: str
+    branch: Kind  # QA | Q | A | ori
+    final_kind: Kind
     ifd_ori: float | None
     ifd_q: float | None
     rifd_base: float | None
@@ -54,13 +56,13 @@ def choose_instruction(ori: VersionScore, q: VersionScore) -> InstructionChoice:
         assert ori.ifd is not None and q.ifd is not None
         margin = q.ifd - ori.ifd
         if margin > 0:
-            return InstructionChoice("Q", margin, "IFD rose with the reflected instruction")
-        return InstructionChoice("ori", margin, "IFD did not rise; original instruction kept")
+            return InstructionChoice(Kind.Q, margin, "IFD rose with the reflected instruction")
+        return InstructionChoice(Kind.ORI, margin, "IFD did not rise; original instruction kept")
     if not q.ok and ori.ok:
-        return InstructionChoice("ori", None, f"reflected instruction unusable: {q.problem}")
+        return InstructionChoice(Kind.ORI, None, f"reflected instruction unusable: {q.problem}")
     if q.ok and not ori.ok:
-        return InstructionChoice("Q", None, f"original unscorable ({ori.problem}); Q kept")
-    return InstructionChoice("ori", None, f"neither scorable: ori {ori.problem}; Q {q.problem}")
+        return InstructionChoice(Kind.Q, None, f"original unscorable ({ori.problem}); Q kept")
+    return InstructionChoice(Kind.ORI, None, f"neither scorable: ori {ori.problem}; Q {q.problem}")
 
 
 def decide(
@@ -71,8 +73,8 @@ def decide(
     emit_unreflected: bool = False,
 ) -> Decision:
     """Stage 2 and the final filter, given stage 1's choice and the reflected response's scores."""
-    base = ori if choice.base == "ori" else q
-    reflected_kind = "A" if choice.base == "ori" else "QA"
+    base = ori if choice.base is Kind.ORI else q
+    reflected_kind = RESPONSE_OF[choice.base]
     reasons = [choice.reason]
     rifd_margin = None
     if base.ok and reflected.ok:
@@ -102,7 +104,7 @@ def decide(
         reasons.append(f"final version unscorable: {final.problem}")
     elif not passes:
         reasons.append(f"filtered: IFD {final.ifd:.3f}, r-IFD {final.rifd:.3f} (both must be < 1)")
-    response_reflected = final_kind in ("A", "QA")
+    response_reflected = final_kind in RESPONSE_REFLECTED
     emitted = passes and (response_reflected or emit_unreflected)
     if passes and not emitted:
         reasons.append("passes, but its response was not reflected (not emitted by default)")

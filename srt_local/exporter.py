@@ -1,6 +1,7 @@
 """Export a run's selection as a training file plus the LLaMA-Factory entry that loads it.
 
-The selection is the store's `selection` view for the run (overrides applied), in dataset order.
+The selection is the store's `selection` view for the run: its `kept_samples` (the one definition
+of kept, overrides applied) with the texts of each final version, in dataset order.
 The optional final cut of METHOD.md keeps, among the rows with IFD < 1, the k with the highest IFD,
 written in that rank order (IFD descending, ties by dataset order). `top_fraction` F keeps
 ceil(F x n) rows, n being the size of the selection, so a small fraction never rounds to nothing.

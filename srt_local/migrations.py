@@ -181,6 +181,37 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        "m002_a8engine_kept",
+        """
+        -- "Kept", defined once: emitted by the decision rule or accepted by a person, and not
+        -- rejected by a person. The run summary, `srt status`, Browse and export all read it.
+        CREATE VIEW kept_samples AS
+        SELECT d.run_id, d.sample_id
+        FROM decisions d
+        WHERE coalesce(d.override = 'accept', d.emitted);
+
+        CREATE OR REPLACE VIEW selection AS
+        SELECT d.run_id, d.sample_id, s.position, d.branch, d.final_kind,
+               v.instruction, v.input, v.output, d.ifd_final AS ifd_ppl, d.rifd_final AS rifd_ppl,
+               d.override
+        FROM kept_samples k
+        JOIN decisions d USING (run_id, sample_id)
+        JOIN runs r USING (run_id)
+        JOIN samples s USING (sample_id)
+        JOIN versions v ON v.sample_id = d.sample_id AND v.kind = d.final_kind
+             AND v.teacher_key = CASE WHEN d.final_kind = 'ori' THEN '' ELSE r.teacher_key END;
+        """,
+    ),
+    (
+        "m003_i10ollama_thinking",
+        """
+        -- What a thinking model thought before it answered (Ollama's message.thinking), and
+        -- about how many tokens that took; NULL when it did not think.
+        ALTER TABLE teacher_calls ADD COLUMN thinking VARCHAR;
+        ALTER TABLE teacher_calls ADD COLUMN thinking_tokens INTEGER;
+        """,
+    ),
+    (
         # Who runs a run: a run left `running` by a process that is gone (kill -9, a lost machine)
         # is shown as interrupted, and paused when the store is next opened for a run.
         "m0xx_i9cli_run_owner",

@@ -23,7 +23,7 @@ from srt_local.model_files import (
     read_gguf_info,
     resolve_gguf,
 )
-from srt_local.teachers.registry import backend
+from srt_local.teachers.registry import ServerCheck, backend
 
 STUDENT = "student"
 TEACHER = "teacher"
@@ -56,6 +56,7 @@ class ModelStatus:
     gguf: GGUFInfo | None = None  # the GGUF header, when read
     host: str | None = None
     gpu_layers: int | None = None  # configured n_gpu_layers; None for a served model
+    check: ServerCheck | None = None  # a served model's answer from its server, once asked
 
     @property
     def served(self) -> bool:
@@ -108,7 +109,11 @@ async def _checked(row: ModelStatus, timeout: float) -> ModelStatus:
         return row
     check = await backend(row.backend).check_server(row.spec, timeout)
     return replace(
-        row, state=check.state, detail=check.detail, problem=None if check.ready else check.detail
+        row,
+        state=check.state,
+        detail=check.detail,
+        problem=None if check.ready else check.detail,
+        check=check,
     )
 
 

@@ -1,8 +1,9 @@
 """Reading a run's decisions back for review, and a person's override of one decision.
 
 Pure SQL over the store (no screen code): the TUI's Browse, Distributions and Datasets views call
-these from worker threads. An override is stored in `decisions.override`; the `selection` view, and
-so every export, honours it.
+these from worker threads. An override is stored in `decisions.override`; the `kept_samples` view
+(the one definition of "kept") honours it, and so the `selection` view and every export.
+Everything here returns data; the screens and commands turn it into labels.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ from typing import Any
 
 import pyarrow as pa
 
+from srt_local.run.vocabulary import Kind, Override
 from srt_local.store import Store
 
-OVERRIDES = ("accept", "reject")
-BRANCHES = ("QA", "Q", "A", "ori")
-OUTCOMES = ("all", "kept", "dropped", "overridden")
+OVERRIDES: tuple[Override, ...] = tuple(Override)
+BRANCHES: tuple[Kind, ...] = (Kind.QA, Kind.Q, Kind.A, Kind.ORI)
+OUTCOMES = ("all", "kept", "dropped", "overridden")  # the Browse filter's choices
 
-# What a sample counts as, once a person's override is taken into account (as the selection view).
-KEPT_SQL = "coalesce(d.override = 'accept', d.emitted)"
+# Whether decision `d` is kept: read from the store's `kept_samples` view, where "kept" is defined.
+KEPT_SQL = (
+    "EXISTS (SELECT 1 FROM kept_samples k WHERE k.run_id = d.run_id AND k.sample_id = d.sample_id)"
+)
 
 # Sort keys the Browse view offers, and the SQL each one orders by.
 SORTS: dict[str, str] = {
@@ -97,18 +101,18 @@ class BrowseFilter:
 def browse_page(
     store: Store, run_id: int, flt: BrowseFilter, limit: int, offset: int = 0
 ) -> tuple[pa.Table, int]:
-    """One page of a run's decisions as an Arrow table, and how many match the filter in all."""
+    """One page of a run's decisions as an Arrow table, and how many match the filter in all.
+
+    Columns: id, branch, the scores (ifd ori, ifd Q, rifd base, rifd refl, Δ ifd, Δ rifd),
+    emitted and kept (booleans), override (NULL when none) and the original instruction.
+    """
     where, params = flt.where()
     base = f"FROM decisions d JOIN samples s USING (sample_id) WHERE {where}"
     sql = (
-        'SELECT d.sample_id AS id, d.branch, round(d.ifd_ori, 3) AS "ifd ori", '
-        'round(d.ifd_q, 3) AS "ifd Q", round(d.rifd_base, 3) AS "rifd base", '
-        'round(d.rifd_reflected, 3) AS "rifd refl", round(d.ifd_margin, 3) AS "Δ ifd", '
-        'round(d.rifd_margin, 3) AS "Δ rifd", '
-        "CASE WHEN d.emitted THEN 'yes' ELSE 'no' END AS emitted, "
-        "coalesce(d.override, '') AS override, "
-        "CASE WHEN " + KEPT_SQL + " THEN 'yes' ELSE 'no' END AS kept, "
-        "left(regexp_replace(s.instruction, '\\s+', ' ', 'g'), 80) AS instruction "
+        'SELECT d.sample_id AS id, d.branch, d.ifd_ori AS "ifd ori", d.ifd_q AS "ifd Q", '
+        'd.rifd_base AS "rifd base", d.rifd_reflected AS "rifd refl", d.ifd_margin AS "Δ ifd", '
+        'd.rifd_margin AS "Δ rifd", d.emitted, d.override, '
+        f"{KEPT_SQL} AS kept, s.instruction "
         f"{base} ORDER BY {flt.order_by()} LIMIT ? OFFSET ?"
     )
     table = store.query_arrow(sql, [run_id, *params, limit, offset])
@@ -146,18 +150,15 @@ class SampleDetail:
     passes: bool
     emitted: bool
     override: str | None
+    kept: bool  # as the store's `kept_samples` view says
     ifd_margin: float | None
     rifd_margin: float | None
     versions: dict[str, VersionView]
     failures: dict[str, str] = field(default_factory=dict)  # kind -> why it could not be made
 
-    @property
-    def kept(self) -> bool:
-        return self.override == "accept" if self.override is not None else self.emitted
-
     def reflected_kinds(self) -> list[str]:
         """The reflected versions that exist, the one the decision stands on first."""
-        order: list[str] = [k for k in ("QA", "Q", "A") if k in self.versions]
+        order: list[str] = [k for k in (Kind.QA, Kind.Q, Kind.A) if k in self.versions]
         if self.final_kind in order:
             order.remove(self.final_kind)
             order.insert(0, self.final_kind)
@@ -167,7 +168,8 @@ class SampleDetail:
 def sample_detail(store: Store, run_id: int, sample_id: int) -> SampleDetail:
     """A decision with the texts of every version, their scores and the teacher's critiques."""
     rows = store.query_dicts(
-        "SELECT d.*, s.location, r.teacher_key, r.student_sha256, r.template, r.max_tokens "
+        f"SELECT d.*, {KEPT_SQL} AS kept, s.location, r.teacher_key, r.student_sha256, "
+        "r.template, r.max_tokens "
         "FROM decisions d JOIN samples s USING (sample_id) JOIN runs r USING (run_id) "
         "WHERE d.run_id = ? AND d.sample_id = ?",
         [run_id, sample_id],
@@ -181,8 +183,15 @@ def sample_detail(store: Store, run_id: int, sample_id: int) -> SampleDetail:
         "sc.ifd_ppl, sc.rifd_ppl, sc.status "
         "FROM versions v LEFT JOIN scores sc ON sc.pair_hash = v.pair_hash "
         "AND sc.student_sha256 = ? AND sc.template = ? AND sc.max_tokens = ? "
-        "WHERE v.sample_id = ? AND (v.kind = 'ori' OR v.teacher_key = ?)",
-        [d["student_sha256"], d["template"], d["max_tokens"], sample_id, d["teacher_key"]],
+        "WHERE v.sample_id = ? AND (v.kind = ? OR v.teacher_key = ?)",
+        [
+            d["student_sha256"],
+            d["template"],
+            d["max_tokens"],
+            sample_id,
+            Kind.ORI,
+            d["teacher_key"],
+        ],
     ):
         versions[v["kind"]] = VersionView(
             kind=v["kind"],
@@ -194,7 +203,7 @@ def sample_detail(store: Store, run_id: int, sample_id: int) -> SampleDetail:
             rifd=v["rifd_ppl"],
             score_status=v["status"],
         )
-    if "ori" not in versions:
+    if Kind.ORI not in versions:
         # The pipeline stores no 'ori' version row; the original pair is the sample itself.
         s = store.query_dicts(
             "SELECT s.instruction, s.input, s.output, sc.ifd_ppl, sc.rifd_ppl, sc.status "
@@ -203,8 +212,8 @@ def sample_detail(store: Store, run_id: int, sample_id: int) -> SampleDetail:
             "WHERE s.sample_id = ?",
             [d["student_sha256"], d["template"], d["max_tokens"], sample_id],
         )[0]
-        versions["ori"] = VersionView(
-            "ori",
+        versions[Kind.ORI] = VersionView(
+            Kind.ORI,
             s["instruction"],
             s["input"],
             s["output"],
@@ -230,6 +239,7 @@ def sample_detail(store: Store, run_id: int, sample_id: int) -> SampleDetail:
         passes=bool(d["passes"]),
         emitted=bool(d["emitted"]),
         override=d["override"],
+        kept=bool(d["kept"]),
         ifd_margin=d["ifd_margin"],
         rifd_margin=d["rifd_margin"],
         versions=versions,

@@ -12,8 +12,10 @@ import os
 import socket
 from typing import Any
 
+from srt_local.run.vocabulary import RunStatus
 from srt_local.store import Store
 
+# Shown, never stored: a run left `running` by a process that is gone.
 INTERRUPTED = "interrupted"
 
 
@@ -40,10 +42,10 @@ def claim(store: Store, run_id: int) -> None:
     pid, host = os.getpid(), this_host()
     with store.transaction() as con:
         con.execute(
-            "UPDATE runs SET status = 'paused', updated_at = current_timestamp "
-            "WHERE status = 'running' AND run_id <> ? "
+            "UPDATE runs SET status = ?, updated_at = current_timestamp "
+            "WHERE status = ? AND run_id <> ? "
             "AND (owner_pid IS DISTINCT FROM ? OR owner_host IS DISTINCT FROM ?)",
-            [run_id, pid, host],
+            [RunStatus.PAUSED, RunStatus.RUNNING, run_id, pid, host],
         )
         con.execute(
             "UPDATE runs SET owner_pid = ?, owner_host = ? WHERE run_id = ?", [pid, host, run_id]
@@ -55,7 +57,7 @@ def shown_status(run: dict[str, Any], store_is_held: bool) -> str:
     process that is gone. `store_is_held`: another process holds the store (the reader took a
     snapshot); when nobody holds it, no run can be running at all."""
     status = str(run["status"])
-    if status != "running":
+    if status != RunStatus.RUNNING:
         return status
     if not store_is_held:
         return INTERRUPTED

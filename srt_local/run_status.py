@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from srt_local.run.vocabulary import STORED_STAGES, Kind, Stage
+from srt_local.run.vocabulary import RunStatus as Status
 from srt_local.store import Store
 
 
@@ -70,13 +72,14 @@ def run_status(store: Store, run_id: int) -> RunStatus:
         "UNION ALL SELECT sample_id, kind FROM reflection_failures WHERE teacher_key = ?) "
         "WHERE kind IN ? AND sample_id IN (SELECT sample_id FROM s)"
     )
-    stages = {
-        "instruction reflection": count(made, [key, key, ["Q"]]),
-        "response reflection": count(made, [key, key, ["A", "QA"]]),
-        "decision": int(
+    counted = {
+        Stage.INSTRUCTION_REFLECTION: count(made, [key, key, [Kind.Q]]),
+        Stage.RESPONSE_REFLECTION: count(made, [key, key, [Kind.A, Kind.QA]]),
+        Stage.DECISION: int(
             store.query("SELECT count(*) FROM decisions WHERE run_id = ?", [run_id])[0][0]
         ),
     }
+    stages: dict[str, int] = {stage: counted[stage] for stage in STORED_STAGES}
     failures: dict[str, int] = {}
     for kind, outcome, k in store.query(
         sample_cte
@@ -112,7 +115,7 @@ def run_status(store: Store, run_id: int) -> RunStatus:
             [run_id],
         )
     }
-    kept = int(store.query("SELECT count(*) FROM selection WHERE run_id = ?", [run_id])[0][0])
+    kept = int(store.query("SELECT count(*) FROM kept_samples WHERE run_id = ?", [run_id])[0][0])
     rate = None
     eta = None
     span = store.query(
@@ -122,8 +125,8 @@ def run_status(store: Store, run_id: int) -> RunStatus:
     )[0]
     if span[0] and span[0] > 1 and span[1]:
         rate = 60.0 * (span[0] - 1) / float(span[1])
-        if run["status"] == "running" and rate > 0:
-            eta = 60.0 * (n - stages["decision"]) / rate
+        if run["status"] == Status.RUNNING and rate > 0:
+            eta = 60.0 * (n - stages[Stage.DECISION]) / rate
     resolved = json.loads(run["config"]).get("resolved_teacher")
     teacher = run["teacher_name"] + (
         f" -> {resolved}" if resolved and resolved != run["teacher_name"] else ""

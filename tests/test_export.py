@@ -1,6 +1,7 @@
 """`srt export` from a real store: every format round-trips through `srt import`, top-k, entries.
 
-The run, its versions and decisions are written with SQL here, as the pipeline would leave them.
+The run, its versions and decisions are written through the run repository, as the pipeline
+writes them, with chosen scores and overrides.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import pytest
 from click.testing import CliRunner, Result
 
 from srt_local.cli import cli
+from srt_local.decision import Decision
 from srt_local.exporter import ExportError, export_run, select_rows
 from srt_local.formats import read_records
 from srt_local.importer import import_dataset
-from srt_local.pairs import Pair, pair_hash
+from srt_local.pairs import Pair
+from srt_local.review import set_override
+from srt_local.run.repository import RunRepository, RunSettings
+from srt_local.run.vocabulary import Kind, RunStatus
 from srt_local.store import Store
 
 TEACHER_KEY = "tk-test"
@@ -61,35 +66,46 @@ def db(tmp_path: Path) -> Path:
         )
     )
     with Store.open(path) as store:
-        report = import_dataset(store, data)
-        with store.transaction() as con:
-            con.execute(
-                "INSERT INTO runs (dataset_id, teacher_name, teacher_key, student_name, "
-                "student_sha256, template, max_tokens, emit_unreflected, config, status) "
-                "VALUES (?, 'embedded', ?, 'gemma', 'abc', 'vicuna', 2048, false, '{}', 'done')",
-                [report.dataset_id, TEACHER_KEY],
+        import_dataset(store, data)
+        repo = RunRepository(store)
+        settings = RunSettings(
+            dataset_id=repo.find_dataset("small"),
+            teacher_name="embedded",
+            student_name="gemma",
+            student_sha256="abc",
+            template="vicuna",
+            max_tokens=2048,
+            sample_limit=None,
+            emit_unreflected=False,
+            full_grid=False,
+        )
+        run = repo.load_run(repo.create_run(settings, {"full_grid": False}))
+        run = repo.set_teacher(run, TEACHER_KEY, "embedded")
+        repo.store_originals(run.dataset_id)
+        for pos, ((sid, _), decided) in enumerate(zip(repo.samples(run), DECISIONS, strict=True)):
+            branch, kind, ifd, rifd, emitted, override = decided
+            if kind != Kind.ORI:
+                made = Pair(*reflected(kind, pos))
+                repo.save_reflection(sid, Kind.ORI, Kind(kind), TEACHER_KEY, [], made, None, None)
+            decision = Decision(
+                branch=Kind(branch),
+                final_kind=Kind(kind),
+                ifd_ori=None,
+                ifd_q=None,
+                rifd_base=None,
+                rifd_reflected=None,
+                ifd_final=ifd,
+                rifd_final=rifd,
+                ifd_margin=None,
+                rifd_margin=None,
+                passes=ifd < 1 and rifd < 1,
+                emitted=emitted,
+                reason="test",
             )
-            ids = dict(con.execute("SELECT position, sample_id FROM samples").fetchall())
-            for pos, (branch, kind, ifd, rifd, emitted, override) in enumerate(DECISIONS):
-                for version in {"ori", kind}:
-                    texts = ORIGINALS[pos] if version == "ori" else reflected(version, pos)
-                    con.execute(
-                        "INSERT INTO versions (sample_id, teacher_key, kind, instruction, input, "
-                        "output, pair_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [
-                            ids[pos],
-                            "" if version == "ori" else TEACHER_KEY,
-                            version,
-                            *texts,
-                            pair_hash(*texts),
-                        ],
-                    )
-                con.execute(
-                    "INSERT INTO decisions (run_id, sample_id, branch, final_kind, ifd_final, "
-                    "rifd_final, passes, emitted, reason, override) "
-                    "VALUES (1, ?, ?, ?, ?, ?, ?, ?, 'test', ?)",
-                    [ids[pos], branch, kind, ifd, rifd, ifd < 1 and rifd < 1, emitted, override],
-                )
+            repo.save_decision(run.run_id, sid, decision)
+            if override is not None:
+                set_override(store, run.run_id, sid, override)
+        repo.set_status(run.run_id, RunStatus.DONE)
     return path
 
 

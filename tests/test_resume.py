@@ -156,11 +156,19 @@ def test_sigkill_at_any_point_then_rerun_equals_uninterrupted(
             "(SELECT 1 FROM versions v WHERE v.call_id = c.call_id)"
         )[0][0]
         assert lost == 0, "a stored reply has no version"
-        dup_scores = store.query(
-            "SELECT count(*) FROM (SELECT pair_hash FROM scores GROUP BY student_sha256, template, "
-            "max_tokens, pair_hash HAVING count(*) > 1)"
+        # Each sample's instruction and response were answered by exactly one stored reply.
+        replies = store.query(
+            "SELECT sample_id, stage, count(*) FROM teacher_calls WHERE outcome = 'ok' "
+            "GROUP BY ALL ORDER BY ALL"
+        )
+        assert len(replies) == N_CALLS and all(n == 1 for _, _, n in replies)
+        # Every version a decision stands on was scored by the run's student.
+        unscored = store.query(
+            "SELECT count(*) FROM versions v JOIN runs r ON true WHERE NOT EXISTS "
+            "(SELECT 1 FROM scores s WHERE s.pair_hash = v.pair_hash "
+            "AND s.student_sha256 = r.student_sha256)"
         )[0][0]
-        assert dup_scores == 0
+        assert unscored == 0
     # Every reply the server sent and the store kept was asked for once; at most the calls in
     # flight at each kill were asked again.
     assert len(server.chat_requests) - base <= N_CALLS + kills * 2 * 2

@@ -88,7 +88,7 @@ def test_browse_filters_sort_and_pages(store_run: tuple[Store, int]) -> None:
     table, _ = browse_page(store, run_id, BrowseFilter(outcome="overridden"), limit=10)
     assert table.column("id").to_pylist() == [4]
     assert table.column("override").to_pylist() == ["accept"]
-    assert table.column("kept").to_pylist() == ["yes"]
+    assert table.column("kept").to_pylist() == [True]
 
 
 def test_browse_rejects_unknown_filters(store_run: tuple[Store, int]) -> None:

@@ -1,16 +1,13 @@
 """`srt reflect`: run one teacher stage over a dataset file, without scoring or selection.
 
-Every request is stored in the store's teacher_calls (sample_id NULL: the pairs are not imported);
-the result is one JSON line per sample on stdout or in --out (written whole, at the end).
+The work is `srt_local.reflect_file`; this command reads the file, renders progress on stderr and
+writes one JSON line per sample on stdout or in --out (written whole, at the end).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import tempfile
-import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +22,11 @@ from srt_local.commands.common import (
     say,
 )
 from srt_local.config import load_models
-from srt_local.formats import DatasetFileError, SourceRecord, read_records
+from srt_local.formats import DatasetFileError, read_records
+from srt_local.reflect_file import FileReflection, ReflectCounts
+from srt_local.run.vocabulary import Outcome, TeacherStage
 from srt_local.store import Store
-from srt_local.teacher_log import record_call
-from srt_local.teachers import ReflectResult, Teacher, TeacherError, open_teacher
-
-PROGRESS_EVERY = 1.0  # seconds between progress lines
+from srt_local.teachers.base import TeacherError
 
 
 @click.command()
@@ -39,7 +35,7 @@ PROGRESS_EVERY = 1.0  # seconds between progress lines
 )
 @click.option(
     "--stage",
-    type=click.Choice(["instruction", "response"]),
+    type=click.Choice([s.value for s in TeacherStage]),
     required=True,
     help="instruction: a new instruction and its answer; response: a better answer.",
 )
@@ -101,118 +97,42 @@ def reflect(
         raise UserError(f"{input_path}: no usable records")
     name = teacher_name or config.defaults.teacher
     with Store.open(db_path) as store:
-        run = _Run(store, stage, records)
+        job = FileReflection(store, TeacherStage(stage), records, progress=_show)
         try:
-            asyncio.run(run.go(name, config, concurrency))
+            job.run(
+                name,
+                config,
+                concurrency,
+                log=say,
+            )
         except TeacherError as exc:
-            done = len(run.lines)
+            done = len(job.lines)
             if done:
-                _write(out_path, run.lines)
+                _write(out_path, job.lines)
             report_error(
                 f"{exc}\n{done} of {len(records)} samples were done"
                 + (f" and written to {out_path}" if done and out_path else "")
             )
             raise SystemExit(EXIT_FAILED) from None
-    _write(out_path, run.lines)
-    run.report(final=True)
+    _write(out_path, job.lines)
+    say(_progress_line(job.counts(), final=True))
 
 
-class _Run:
-    """One reflect run: the workers, the store writes and the progress line."""
-
-    def __init__(self, store: Store, stage: str, records: list[SourceRecord]) -> None:
-        self.store = store
-        self.stage = stage
-        self.records = records
-        self.lines: dict[int, dict[str, Any]] = {}
-        self.outcomes: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
-        self.n_calls = 0
-        self.started = time.monotonic()
-        self.last_report = 0.0
-
-    async def go(self, name: str, config: Any, concurrency: int | None) -> None:
-        teacher = await open_teacher(
-            name,
-            config,
-            log=say,
-            concurrency=concurrency,
-        )
-        self.started = time.monotonic()
-        try:
-            queue: asyncio.Queue[int] = asyncio.Queue()
-            for index in range(len(self.records)):
-                queue.put_nowait(index)
-            workers = [
-                asyncio.create_task(self._worker(teacher, queue))
-                for _ in range(min(teacher.concurrency, len(self.records)))
-            ]
-            try:
-                await asyncio.gather(*workers)
-            finally:
-                for worker in workers:
-                    worker.cancel()
-        finally:
-            await teacher.aclose()
-
-    async def _worker(self, teacher: Teacher, queue: asyncio.Queue[int]) -> None:
-        while not queue.empty():
-            index = queue.get_nowait()
-            record = self.records[index]
-            try:
-                result = await teacher.reflect(self.stage, record.pair)
-            except TeacherError as exc:
-                self._store(ReflectResult(exc.calls), teacher.key)
-                raise
-            call_ids = self._store(result, teacher.key)
-            self.lines[index] = _line(index, record, result, call_ids)
-            self.outcomes[result.outcome] += 1
-            self.report()
-
-    def _store(self, result: ReflectResult, key: str) -> list[int]:
-        self.n_calls += len(result.calls)
-        for call in result.calls:
-            if call.error_kind:
-                self.errors[call.error_kind] += 1
-        with self.store.transaction() as con:
-            return [record_call(con, call, None, "ori", key) for call in result.calls]
-
-    def report(self, final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self.last_report < PROGRESS_EVERY:
-            return
-        self.last_report = now
-        elapsed = max(now - self.started, 1e-9)
-        failed = {k: v for k, v in self.outcomes.items() if k != "ok"}
-        failures = ", ".join(f"{k} {v}" for k, v in sorted(failed.items())) or "none"
-        errors = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items()))
-        say(
-            f"{'done' if final else 'reflect'}: {len(self.lines)}/{len(self.records)} samples, "
-            f"{self.n_calls} calls, {self.n_calls / elapsed:.2f} calls/s, "
-            f"ok {self.outcomes['ok']}, failed: {failures}"
-            + (f"; request errors: {errors}" if errors else "")
-        )
+def _progress_line(counts: ReflectCounts, final: bool = False) -> str:
+    elapsed = max(counts.elapsed_s, 1e-9)
+    failed = {k: v for k, v in counts.outcomes.items() if k != Outcome.OK}
+    failures = ", ".join(f"{k} {v}" for k, v in sorted(failed.items())) or "none"
+    errors = ", ".join(f"{k} {v}" for k, v in sorted(counts.request_errors.items()))
+    return (
+        f"{'done' if final else 'reflect'}: {counts.done}/{counts.total} samples, "
+        f"{counts.calls} calls, {counts.calls / elapsed:.2f} calls/s, "
+        f"ok {counts.outcomes.get(Outcome.OK, 0)}, failed: {failures}"
+        + (f"; request errors: {errors}" if errors else "")
+    )
 
 
-def _line(
-    index: int, record: SourceRecord, result: ReflectResult, call_ids: list[int]
-) -> dict[str, Any]:
-    last = result.calls[-1] if result.calls else None
-    r = result.reflection
-    pair = record.pair
-    return {
-        "index": index,
-        "location": record.location,
-        "outcome": result.outcome,
-        "instruction": (r.instruction or pair.instruction) if r else None,
-        "input": r.input if r else None,
-        "output": r.output if r else None,
-        "critique": r.critique if r else None,
-        "raw_reply": last.raw_reply if last else None,
-        "error": last.error_message if last and result.outcome != "ok" else None,
-        "attempts": len(result.calls),
-        "call_ids": call_ids,
-    }
+def _show(counts: ReflectCounts) -> None:
+    say(_progress_line(counts))
 
 
 def _write(out_path: Path | None, lines: dict[int, dict[str, Any]]) -> None:

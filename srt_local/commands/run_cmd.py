@@ -47,6 +47,7 @@ from srt_local.pipeline import (
     prepare_run,
     run_pipeline,
 )
+from srt_local.run.vocabulary import RunStatus as RunState
 from srt_local.run_owner import shown_status
 from srt_local.run_status import RunStatus, latest_run_id, list_runs, run_status
 from srt_local.store import Store
@@ -154,7 +155,7 @@ def print_summary(summary: RunSummary, store: Store) -> None:
     err_console.print(table)
     if summary.failures:
         say("failures: " + ", ".join(f"{k}: {v}" for k, v in summary.failures.items()))
-    if summary.status == "incomplete":
+    if summary.status == RunState.INCOMPLETE:
         say("some samples met teacher errors; run the same command again to retry them", "yellow")
     say(f"store: {store.path}")
 
@@ -285,14 +286,18 @@ def run(
             _say_interrupted(store, run_id, options, db_path)
             raise SystemExit(EXIT_INTERRUPTED) from None
         except SrtError as exc:
-            report_error(f"run {run_id} failed: {exc}")
+            # A failed run, or one paused on a lasting server error: both say what to do.
+            message = str(exc)
+            report_error(
+                message if message.startswith("run ") else f"run {run_id} failed: {message}"
+            )
             raise SystemExit(EXIT_RUN_FAILED) from None
-        if summary.status == "paused":
+        if summary.status == RunState.PAUSED:
             _say_interrupted(store, run_id, options, db_path)
             raise SystemExit(EXIT_INTERRUPTED)
         print_summary(summary, store)
         click.echo(summary.run_id)
-        if summary.status == "incomplete":
+        if summary.status == RunState.INCOMPLETE:
             if summary.kept + summary.rejected == 0:
                 report_error(
                     f"run {run_id}: every sample met teacher errors and none was decided; check "

@@ -23,13 +23,14 @@ async def open_teacher(
     """The teacher called `name` in models.toml, ready to reflect.
 
     `auto`: the configured Ollama teacher if its server answers and has the model, else the
-    embedded teacher; `log` gets one line saying which was chosen and why. `concurrency`
-    overrides the teacher's own (the embedded teacher always runs one call at a time).
+    embedded teacher; `log` gets one line saying which was chosen and why (and the server's
+    warnings, if any). `concurrency` overrides the teacher's own (the embedded teacher always
+    runs one call at a time).
     Raises TeacherError (server, model) or ConfigError/ModelFileError (configuration, files).
     """
     say = log or (lambda _line: None)
     if name != "auto":
-        return await _open(config.teacher(name), concurrency)
+        return await _open(config.teacher(name), concurrency, say)
     ollama_spec = config.teacher(config.defaults.ollama_teacher)
     embedded_spec = config.teacher(config.defaults.embedded_teacher)
     reason = await probe_ollama(ollama_spec)
@@ -38,9 +39,9 @@ async def open_teacher(
             f"teacher: {ollama_spec.name} ({ollama_spec.model} on Ollama at "
             f"{ollama_spec.resolved_host})"
         )
-        return await _open(ollama_spec, concurrency)
+        return await _open(ollama_spec, concurrency, say)
     say(f"teacher: {embedded_spec.name} (embedded), because {reason}")
-    return await _open(embedded_spec, concurrency)
+    return await _open(embedded_spec, concurrency, say)
 
 
 async def probe_ollama(spec: TeacherSpec, timeout: float = PROBE_TIMEOUT) -> str | None:
@@ -51,5 +52,5 @@ async def probe_ollama(spec: TeacherSpec, timeout: float = PROBE_TIMEOUT) -> str
     return None if status.usable else status.detail
 
 
-async def _open(spec: TeacherSpec, concurrency: int | None) -> Teacher:
-    return await backend(spec.backend).open(spec, concurrency)
+async def _open(spec: TeacherSpec, concurrency: int | None, log: Callable[[str], None]) -> Teacher:
+    return await backend(spec.backend).open(spec, concurrency, log)

@@ -13,10 +13,11 @@ from typing import Any, Protocol
 from srt_local.errors import SrtError
 from srt_local.pairs import Pair
 from srt_local.reflection import Reflection
+from srt_local.run.vocabulary import Outcome
 
 __all__ = ["OUTCOMES", "ReflectResult", "Reflection", "Teacher", "TeacherCall", "TeacherError"]
 
-OUTCOMES = ("ok", "parse_failed", "empty", "echo", "refused", "error")
+OUTCOMES: tuple[Outcome, ...] = tuple(Outcome)  # kept for importers; the enum is the definition
 
 
 class TeacherError(SrtError, RuntimeError):
@@ -28,6 +29,11 @@ class TeacherError(SrtError, RuntimeError):
     def __init__(self, message: str, calls: list[TeacherCall] | None = None) -> None:
         super().__init__(message)
         self.calls: list[TeacherCall] = calls or []
+
+
+class TeacherServerDown(TeacherError):
+    """The server failed the same way several times in a row (out of memory, gone, 502...): the
+    run should pause with this message (the cause and what to do) and resume when run again."""
 
 
 @dataclass
@@ -60,6 +66,8 @@ class TeacherCall:
     error_message: str | None
     started_at: datetime
     finished_at: datetime
+    thinking: str | None = None  # the model's thinking, when it thought
+    thinking_tokens: int | None = None
 
 
 @dataclass
@@ -68,7 +76,7 @@ class ReflectResult:
 
     calls: list[TeacherCall] = field(default_factory=list)
     reflection: Reflection | None = None
-    outcome: str = "error"
+    outcome: str = Outcome.ERROR
 
 
 class Teacher(Protocol):

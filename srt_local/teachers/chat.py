@@ -7,6 +7,12 @@ whether it is worth retrying). This module owns the two retry budgets:
   the same text whatever the seed;
 - a request that failed in transit (timeout, 5xx, queue full, stream cut) is sent again after an
   exponential back-off with jitter, up to `RetryPolicy.transport_retries` times per reflection.
+Two kinds of failure end differently:
+- a prompt too long for the model, or a request the server rejects (HTTP 400), fails that sample
+  alone, for good (outcome too_long or rejected): the same request would fail the same way;
+- `RetryPolicy.pause_after` failed requests in a row of the same kind (a lasting 500 from a runner
+  out of memory, a server gone, a 502), across samples, raise TeacherServerDown: the run pauses
+  with the cause and what to do, instead of retrying every sample in turn.
 """
 
 from __future__ import annotations
@@ -25,10 +31,19 @@ from srt_local.config import TeacherSpec
 from srt_local.pairs import Pair
 from srt_local.parsing import Parsed, parse_reply
 from srt_local.prompts import Prompt, build_prompt, prompt_versions
-from srt_local.teachers.base import ReflectResult, TeacherCall, TeacherError
+from srt_local.teachers.base import ReflectResult, TeacherCall, TeacherError, TeacherServerDown
 
 # A retry after an unparsable reply at temperature 0 needs some randomness to differ.
 RETRY_TEMPERATURE = 0.7
+# Failures that are the sample's own, whatever the server: the outcome they end it with.
+FINAL_KINDS = {
+    "prompt_too_long": "too_long",
+    "prompt_truncated": "too_long",
+    "context_full": "too_long",
+    "rejected": "rejected",
+}
+# Failures that say nothing about the server's health: a full queue is load, not breakage.
+NOT_LASTING = {"busy", "prompt_too_long", "prompt_truncated", "context_full"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,7 @@ class RetryPolicy:
     transport_retries: int = 4
     base_delay: float = 0.5
     max_delay: float = 20.0
+    pause_after: int = 3  # failed requests in a row, of one kind, that stop the teacher
 
     def delay(self, retry: int) -> float:
         return min(self.max_delay, self.base_delay * 2 ** (retry - 1)) * random.uniform(0.5, 1.0)
@@ -63,6 +79,10 @@ class Generation:
     retryable: bool = False
     fatal: str | None = None  # a message for TeacherError after the retries are spent
     started_at: datetime | None = None  # when the request left the queue (None: when asked)
+    thinking: str | None = None
+    thinking_tokens: int | None = None
+    options: dict[str, Any] | None = None  # the options sent, when the backend changed them
+    status: int | None = None  # the HTTP status of a failed request
 
 
 class ChatTeacher(ABC):
@@ -92,7 +112,11 @@ class ChatTeacher(ABC):
         self.retry = retry or RetryPolicy()
         self.base_options = {**self.default_options, **spec.options.as_dict()}
         self.schema_chars = self.json_budget(self.base_options)
-        self.key = teacher_key(self.backend, model, model_digest, spec, self.base_options)
+        self.key = teacher_key(
+            self.backend, model, model_digest, spec, self.base_options, self.key_extra()
+        )
+        self._streak: tuple[Any, ...] | None = None
+        self._streak_length = 0
 
     @abstractmethod
     async def _send(self, prompt: Prompt, options: dict[str, Any]) -> Generation:
@@ -101,6 +125,14 @@ class ChatTeacher(ABC):
     @abstractmethod
     async def aclose(self) -> None:
         """Release the client or model."""
+
+    def key_extra(self) -> dict[str, Any]:
+        """Settings beyond the options that shape the replies (part of the key when any)."""
+        return {}
+
+    def advice(self, gen: Generation) -> str:
+        """What to do about failures like `gen` that keep coming (for TeacherServerDown)."""
+        return "check the teacher's server and settings"
 
     def json_budget(self, options: dict[str, Any]) -> int | None:
         """The total length json-mode strings are held to (None: unbounded)."""
@@ -132,7 +164,12 @@ class ChatTeacher(ABC):
             started = gen.started_at or asked
             call = self._call(prompt, options, gen, len(result.calls) + 1, started, finished)
             result.calls.append(call)
+            self._count(gen, result.calls)
             if gen.error_kind is not None:
+                final = FINAL_KINDS.get(gen.error_kind)
+                if final is not None and not gen.fatal:
+                    call.outcome = result.outcome = final
+                    return result
                 result.outcome = "error"
                 if gen.retryable and resends < self.retry.transport_retries:
                     resends += 1
@@ -153,6 +190,31 @@ class ChatTeacher(ABC):
             if reasks >= self.max_attempts:
                 return result
 
+    def _count(self, gen: Generation, calls: list[TeacherCall]) -> None:
+        """Track failed requests in a row; TeacherServerDown when one kind lasts."""
+        if gen.error_kind is None:
+            self._streak, self._streak_length = None, 0
+            return
+        if gen.error_kind in NOT_LASTING:
+            return
+        # The same status (or, for a rejection, the same message) is the same failure again.
+        same = gen.error_message if gen.error_kind == "rejected" else None
+        streak = (gen.error_kind, gen.status, same)
+        if streak == self._streak:
+            self._streak_length += 1
+        else:
+            self._streak, self._streak_length = streak, 1
+        if self._streak_length >= self.retry.pause_after:
+            n = self._streak_length
+            self._streak, self._streak_length = None, 0
+            raise TeacherServerDown(
+                f"stopped after {n} failed requests in a row to {self.name!r} "
+                f"({self.model} at {self.host or self.backend}): {gen.error_message}. "
+                f"{_capital(self.advice(gen))}; then run the same command again: it resumes "
+                "where it stopped",
+                calls,
+            )
+
     def _call(
         self,
         prompt: Prompt,
@@ -170,7 +232,7 @@ class ChatTeacher(ABC):
             model=self.model,
             model_digest=self.model_digest,
             host=self.host,
-            options=options,
+            options=gen.options if gen.options is not None else options,
             prompt_version=prompt.version,
             output_mode=prompt.output_mode,
             messages=prompt.messages,
@@ -189,7 +251,13 @@ class ChatTeacher(ABC):
             error_message=gen.error_message,
             started_at=started,
             finished_at=finished,
+            thinking=gen.thinking,
+            thinking_tokens=gen.thinking_tokens,
         )
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 # A lone surrogate (a "\\ud800" escape in the server's JSON) is not text: DuckDB cannot store it.
@@ -199,6 +267,8 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 def _make_storable(gen: Generation) -> Parsed | None:
     """Make the reply storable; a failed Parsed when it is not text (it holds lone surrogates, kept
     in the stored reply as their escapes, so the call is recorded and the reply can be read)."""
+    if gen.thinking is not None:
+        gen.thinking = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", gen.thinking)
     if gen.text is None:
         return None
     found = _LONE_SURROGATE.search(gen.text)
@@ -222,7 +292,12 @@ def _parse(stage: str, mode: str, text: str | None, pair: Pair, hit_limit: bool)
 
 
 def teacher_key(
-    backend: str, model: str, digest: str | None, spec: TeacherSpec, options: dict[str, Any]
+    backend: str,
+    model: str,
+    digest: str | None,
+    spec: TeacherSpec,
+    options: dict[str, Any],
+    extra: dict[str, Any] | None = None,
 ) -> str:
     """A readable, stable fingerprint of everything that shapes the replies: backend, model and its
     digest, prompt versions, output mode and options (not timeouts, concurrency or retries, so
@@ -234,6 +309,7 @@ def teacher_key(
         "output": spec.output,
         "prompts": list(prompt_versions(spec.output)),
         "options": options,
+        **(extra or {}),
     }
     blob = json.dumps(identity, sort_keys=True).encode()
     return f"{backend}/{model}/{hashlib.sha256(blob).hexdigest()[:12]}"

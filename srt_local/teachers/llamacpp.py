@@ -11,6 +11,7 @@ import asyncio
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -205,6 +206,8 @@ def _formatter(llama: Llama) -> Any:
     )
 
 
-async def open_backend(spec: TeacherSpec, concurrency: int | None) -> LlamaCppTeacher:
+async def open_backend(
+    spec: TeacherSpec, concurrency: int | None, log: Callable[[str], None] | None = None
+) -> LlamaCppTeacher:
     """The registry's entry point; an embedded model runs one call at a time, whatever is asked."""
     return await LlamaCppTeacher.open(spec)

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import ClassVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -31,6 +32,25 @@ from tui.widgets.run_picker import RunPicker
 from tui.widgets.sample_view import SampleView
 
 PAGE = 100
+INSTRUCTION_WIDTH = 80  # characters of the instruction shown in a row
+
+
+def page_labels(table: pa.Table) -> pa.Table:
+    """A page of `browse_page` as the table shows it: rounded scores, yes/no, one-line text."""
+    columns: dict[str, pa.Array] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if pa.types.is_floating(col.type):
+            col = pc.round(col, 3)
+        elif pa.types.is_boolean(col.type):
+            col = pc.if_else(col, "yes", "no")
+        elif name == "override":
+            col = pc.fill_null(col, "")
+        elif name == "instruction":
+            one_line = pc.replace_substring_regex(col, r"\s+", " ")
+            col = pc.utf8_slice_codeunits(one_line, 0, INSTRUCTION_WIDTH)
+        columns[name] = col
+    return pa.table(columns)
 
 
 class BrowsePane(Pane):
@@ -121,7 +141,7 @@ class BrowsePane(Pane):
         view = self.query_one("#decisions", ArrowTable)
         cursor = view.table.cursor_row if keep_cursor and view.table is not None else 0
         await view.show(
-            table,
+            page_labels(table),
             self.caption(table.num_rows, total),
             cursor_row=cursor,
             empty="no decision matches" if total == 0 else None,

@@ -34,6 +34,8 @@ from srt_local.pipeline import (
     prepare_run,
     run_pipeline,
 )
+from srt_local.run.vocabulary import RESUMABLE
+from srt_local.run.vocabulary import RunStatus as Status
 from srt_local.run_status import RunStatus, list_runs, run_status
 from srt_local.store import StoreError
 from tui.screens.base import Pane
@@ -41,7 +43,14 @@ from tui.widgets.arrow_table import ArrowTable, DataTable
 from tui.widgets.confirm import Confirm
 from tui.widgets.stage_bars import StageBars, failures_text
 
-RESUMABLE = ("paused", "interrupted", "failed", "incomplete")
+INTERRUPTED = "interrupted"  # how the table shows a run left `running` by a process that died
+
+
+def resumable(shown: str) -> bool:
+    """Whether a run shown with this status can be resumed from here (not the one running now)."""
+    return shown == INTERRUPTED or (shown in RESUMABLE and shown != Status.RUNNING)
+
+
 EXPECTED_ERRORS = (PipelineError, ConfigError, ModelFileError, StoreError)
 LOG_LINES = 2000
 
@@ -225,8 +234,8 @@ class RunPane(Pane):
     async def _show_runs(self, runs: list[dict[str, Any]], announce: bool) -> None:
         for r in runs:
             # This app holds the store, so a 'running' run it is not running was interrupted.
-            if r["status"] == "running" and r["run_id"] != self.active_run:
-                r["status"] = "interrupted"
+            if r["status"] == Status.RUNNING and r["run_id"] != self.active_run:
+                r["status"] = INTERRUPTED
         self.run_ids = [int(r["run_id"]) for r in runs]
         self.run_statuses = [str(r["status"]) for r in runs]
         table = pa.table(
@@ -248,7 +257,7 @@ class RunPane(Pane):
         )
         if announce:
             for run_id, status in zip(self.run_ids, self.run_statuses, strict=True):
-                if status in RESUMABLE:
+                if resumable(status):
                     self.write_log(f"run {run_id} is {status}: highlight it and press u to resume")
 
     def highlighted_run(self) -> tuple[int, str] | None:
@@ -306,7 +315,7 @@ class RunPane(Pane):
             self.notify("A run is in progress already.", severity="warning")
             return
         chosen = self.highlighted_run()
-        if chosen is None or chosen[1] not in RESUMABLE:
+        if chosen is None or not resumable(chosen[1]):
             state = f"is {chosen[1]}" if chosen else "is not chosen"
             self.notify(f"Nothing to resume: the highlighted run {state}.", severity="warning")
             return
@@ -331,7 +340,7 @@ class RunPane(Pane):
         run_id = self.active_run if self.running else None
         if run_id is None:
             chosen = self.highlighted_run()
-            if chosen is None or chosen[1] in ("done", "cancelled"):
+            if chosen is None or chosen[1] in (Status.DONE, Status.CANCELLED):
                 self.notify("No run to cancel.", severity="warning")
                 return
             run_id = chosen[0]
@@ -414,7 +423,7 @@ class RunPane(Pane):
             self.notify(
                 summary_text(message.summary),
                 title="run finished"
-                if message.summary.status == "done"
+                if message.summary.status == Status.DONE
                 else f"run {message.summary.status}",
             )
             self.query_one("#run-stats", Static).update(summary_text(message.summary))

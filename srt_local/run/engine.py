@@ -1,0 +1,279 @@
+"""Drive a run: find or make it, then reflect, score and decide its samples with asyncio workers.
+
+Teacher calls run on an asyncio loop, `RunContext.workers` samples at once; the student scores in
+its own thread, so scoring overlaps with the teacher's writing. Every unit of work is one
+transaction (`RunRepository`): a crash or Ctrl-C loses at most the work in flight, and the same
+run again continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from srt_local.config import ModelsConfig
+from srt_local.model_files import file_sha256, resolve_gguf
+from srt_local.pairs import Pair
+from srt_local.run.context import (
+    Log,
+    ReflectorFactory,
+    RunContext,
+    ScorerFactory,
+    open_context,
+    student_factory,
+    teacher_factory,
+)
+from srt_local.run.method import Reflections, Unavailable, process_sample
+from srt_local.run.progress import ProgressTracker, RunProgress
+from srt_local.run.repository import RunRepository, RunRow, RunSettings
+from srt_local.run.vocabulary import RunStatus, Stage
+from srt_local.run_owner import claim
+from srt_local.store import Store
+from srt_local.teachers.base import TeacherServerDown
+
+STOP_POLL = 0.1  # seconds between two looks at the stop event
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    dataset: str
+    teacher: str = "auto"
+    student: str | None = None
+    limit: int | None = None
+    concurrency: int | None = None
+    emit_unreflected: bool = False
+    full_grid: bool = False
+
+
+@dataclass
+class RunSummary:
+    run_id: int
+    status: str
+    kept: int
+    rejected: int
+    by_branch: dict[str, int]
+    failures: dict[str, int]
+    elapsed_s: float
+    teacher_calls: int = 0
+    teacher: str = ""
+
+
+def find_dataset(store: Store, name: str) -> int:
+    """The id of the dataset called `name`; PipelineError listing the known ones if none."""
+    return RunRepository(store).find_dataset(name)
+
+
+def prepare_run(store: Store, options: RunOptions, config: ModelsConfig) -> int:
+    """The run for these settings: the latest one not cancelled (to resume), else a new one."""
+    repo = RunRepository(store)
+    spec = config.student(options.student or config.defaults.student)
+    settings = RunSettings(
+        dataset_id=repo.find_dataset(options.dataset),
+        teacher_name=options.teacher,
+        student_name=spec.name,
+        student_sha256=file_sha256(resolve_gguf(spec.path, spec.package)),
+        template=spec.template,
+        max_tokens=spec.max_tokens,
+        sample_limit=options.limit,
+        emit_unreflected=options.emit_unreflected,
+        full_grid=options.full_grid,
+    )
+    if options.teacher != "auto":
+        config.teacher(options.teacher)  # fail early on an unknown name
+    found = repo.find_run(settings)
+    if found is not None:
+        return found
+    return repo.create_run(settings, {**asdict(options), "student_spec": _spec_dict(spec)})
+
+
+def cancel_run(store: Store, run_id: int) -> None:
+    """Mark a run cancelled: it is kept for inspection but never resumed."""
+    RunRepository(store).cancel(run_id)
+
+
+def _spec_dict(spec: Any) -> dict[str, Any]:
+    return {
+        k: (str(v) if v is not None and not isinstance(v, int | float | str | bool) else v)
+        for k, v in asdict(spec).items()
+    }
+
+
+def run_pipeline(
+    store: Store,
+    run_id: int,
+    config: ModelsConfig,
+    progress: Callable[[RunProgress], None] | None = None,
+    stop: threading.Event | None = None,
+    log: Callable[[str], None] | None = None,
+    *,
+    reflector_factory: ReflectorFactory | None = None,
+    scorer_factory: ScorerFactory | None = None,
+) -> RunSummary:
+    """Execute (or resume) a run to its end, or until `stop` is set; blocking.
+
+    The factories open the teacher and load the student; by default the ones models.toml names.
+    """
+    repo = RunRepository(store)
+    run = repo.load_run(run_id)
+    execution = _Execution(
+        repo,
+        progress,
+        log or (lambda _msg: None),
+        reflector_factory or teacher_factory(config),
+        scorer_factory or student_factory(config, store),
+    )
+    repo.set_status(run_id, RunStatus.RUNNING)
+    claim(store, run_id)  # i9: the owner's PID and host, so a killed run shows as interrupted
+    try:
+        summary = asyncio.run(execution.execute(run, stop))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        repo.set_status(run_id, RunStatus.PAUSED)
+        raise
+    except TeacherServerDown as exc:
+        # A lasting server error: pause with the cause, so the same command resumes once it is fixed.
+        paused = TeacherServerDown(f"run {run_id} paused: {exc}", exc.calls)
+        repo.set_status(run_id, RunStatus.PAUSED, str(paused))
+        raise paused from None
+    except Exception as exc:
+        repo.set_status(run_id, RunStatus.FAILED, str(exc))
+        raise
+    repo.set_status(run_id, RunStatus(summary.status))
+    return summary
+
+
+class _Execution:
+    """One execution of a run: open what it needs, drive the workers, sum up."""
+
+    def __init__(
+        self,
+        repo: RunRepository,
+        progress: Callable[[RunProgress], None] | None,
+        log: Log,
+        make_reflector: ReflectorFactory,
+        make_scorer: ScorerFactory,
+    ) -> None:
+        self.repo = repo
+        self.progress = progress
+        self.log = log
+        self.make_reflector = make_reflector
+        self.make_scorer = make_scorer
+
+    async def execute(self, run: RunRow, stop: threading.Event | None) -> RunSummary:
+        samples = self.repo.samples(run)
+        self.repo.store_originals(run.dataset_id)
+        opened = None
+        if not run.teacher_key:
+            # A new run learns its teacher's key (what its versions are stored under) first.
+            opened = await self.make_reflector(run, self.log)
+            run = self.repo.set_teacher(run, opened.key, opened.name)
+        stored = self.repo.stored_work(run.run_id, run.teacher_key, [sid for sid, _ in samples])
+        todo = [(sid, pair) for sid, pair in samples if sid not in stored.decided]
+        decided = len(samples) - len(todo)
+        self.log(
+            f"run {run.run_id}: {len(samples)} samples, {len(todo)} to decide, "
+            f"teacher key {run.teacher_key}"
+        )
+        if not todo:
+            if opened is not None:
+                await opened.aclose()
+            idle = ProgressTracker(run.run_id, len(samples), decided, self.progress)
+            return self.summary(run, RunStatus.DONE, idle, opened.name if opened else None)
+        context = await open_context(run, self.make_reflector, self.make_scorer, self.log, opened)
+        scorer = context.scorer
+        tracker = ProgressTracker(
+            run.run_id, len(samples), decided, self.progress, tokens=lambda: scorer.tokens
+        )
+        # The originals need no teacher: let the student start on them at once.
+        scorer.prefetch([pair for _, pair in todo])
+        reflections = Reflections(
+            context.reflector, self.repo, stored, tracker, context.teacher_key
+        )
+        try:
+            status = await _Workers(context, reflections, tracker, self.repo).run(todo, stop)
+        finally:
+            await context.aclose()
+        return self.summary(run, status, tracker, context.reflector.name)
+
+    def summary(
+        self, run: RunRow, status: RunStatus, tracker: ProgressTracker, teacher: str | None
+    ) -> RunSummary:
+        counts = self.repo.summary_counts(run.run_id)
+        return RunSummary(
+            run.run_id,
+            status,
+            counts.kept,
+            counts.rejected,
+            counts.by_branch,
+            tracker.failures(),
+            tracker.elapsed(),
+            tracker.calls,
+            teacher or run.teacher_to_open,
+        )
+
+
+class _Workers:
+    """`context.workers` asyncio tasks taking samples from one queue until it is empty or stopped."""
+
+    def __init__(
+        self,
+        context: RunContext,
+        reflections: Reflections,
+        tracker: ProgressTracker,
+        repo: RunRepository,
+    ) -> None:
+        self.context = context
+        self.reflections = reflections
+        self.tracker = tracker
+        self.repo = repo
+        self.pending: asyncio.Queue[tuple[int, Pair]] = asyncio.Queue()
+        self.abandoned = 0
+
+    async def run(self, todo: list[tuple[int, Pair]], stop: threading.Event | None) -> RunStatus:
+        for item in todo:
+            self.pending.put_nowait(item)
+        workers = [asyncio.create_task(self.worker()) for _ in range(self.context.workers)]
+        everything = asyncio.gather(*workers)
+        stopper = asyncio.create_task(_wait_for(stop)) if stop is not None else None
+        try:
+            if stopper is None:
+                await everything
+            else:
+                racers: list[asyncio.Future[Any]] = [everything, stopper]
+                await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
+                if stop is not None and stop.is_set():
+                    everything.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await everything
+                    return RunStatus.PAUSED
+                await everything
+        finally:
+            if stopper is not None:
+                stopper.cancel()
+            for task in workers:
+                task.cancel()
+            self.tracker.emit(force=True)
+        return RunStatus.INCOMPLETE if self.abandoned else RunStatus.DONE
+
+    async def worker(self) -> None:
+        context = self.context
+        while not self.pending.empty():
+            sid, pair = self.pending.get_nowait()
+            result = await process_sample(
+                sid, pair, self.reflections, context.scorer, context.rules, self.tracker
+            )
+            if isinstance(result, Unavailable):
+                self.abandoned += 1
+                self.tracker.fail(Stage.DECISION, f"teacher {result.error_kind}")
+                self.tracker.emit()
+                continue
+            self.repo.save_decision(context.run.run_id, sid, result)
+            self.tracker.advance(Stage.DECISION)
+
+
+async def _wait_for(stop: threading.Event) -> None:
+    while not stop.is_set():
+        await asyncio.sleep(STOP_POLL)
