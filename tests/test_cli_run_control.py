@@ -112,7 +112,7 @@ def test_incomplete_exits_3_and_every_failure_exits_4(tmp_path: Path) -> None:
     db = make_db(tmp_path, PAIRS[:3])
 
     def fail_bakery(body: dict[str, Any]) -> Action | None:
-        return Error(500, "runner crashed") if "bakery" in _user_text(body) else None
+        return Error(503, "server busy") if "bakery" in _user_text(body) else None
 
     with RuleServer(fail_bakery) as server:
         out = srt("run", "four", "--db", db, server=server)
@@ -122,7 +122,7 @@ def test_incomplete_exits_3_and_every_failure_exits_4(tmp_path: Path) -> None:
 
     (tmp_path / "all").mkdir()
     db2 = make_db(tmp_path / "all", PAIRS[:2])
-    with RuleServer(lambda body: Error(500, "runner crashed")) as server:
+    with RuleServer(lambda body: Error(503, "server busy")) as server:
         out = srt("run", "four", "--db", db2, server=server)
     assert out.returncode == 4, out.stderr
     assert "every sample met teacher errors" in out.stderr and "Traceback" not in out.stderr
