@@ -285,10 +285,10 @@ async def test_json_reply_nested_too_deeply_or_not_text_fails_that_sample(
             host=server.url,
             output="json",
             max_attempts=2,
-            options=TeacherOptions(num_ctx=4096, num_predict=512),
+            options=TeacherOptions(num_ctx=8192, num_predict=4096),
         )
         teacher = await OllamaTeacher.open(spec, retry=RetryPolicy(base_delay=0.01))
-        nested = '{"critique": "x", "better_answer": ' + "[" * 200_000 + "]" * 200_000 + "}"
+        nested = '{"critique": "x", "better_answer": ' + "[" * 1500 + "]" * 1500 + "}"
         server.script(Reply(text=nested), Reply(text='{"better_answer": "' + LONE_SURROGATE + '"}'))
         result = await teacher.reflect("response", Pair("Say hi.", "", "Hi."))
         await teacher.aclose()
