@@ -24,11 +24,12 @@ from tui.screens.datasets import DatasetsPane
 from tui.screens.distributions import DistributionsPane
 from tui.screens.export import ExportPane
 from tui.screens.models import ModelsPane
+from tui.screens.report import ReportPane
 from tui.screens.run import RunPane
 from tui.screens.sql import SqlPane
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
-TABS = ("datasets", "models", "run", "browse", "distributions", "sql", "export")
+TABS = ("datasets", "models", "run", "browse", "distributions", "sql", "export", "report")
 
 
 def terminal_is_light() -> bool:
@@ -91,6 +92,7 @@ class SrtApp(App[None]):
             yield DistributionsPane("5 Distributions", id="distributions")
             yield SqlPane("6 SQL", id="sql")
             yield ExportPane("7 Export", id="export")
+            yield ReportPane("8 Report", id="report")
         yield Footer()
 
     def on_mount(self) -> None:

@@ -215,6 +215,16 @@ class ChatTeacher(ABC):
                 calls,
             )
 
+    async def ask(
+        self, prompt: Prompt, options: dict[str, Any], attempt: int
+    ) -> tuple[TeacherCall, Generation]:
+        """One request outside the reflect loop (the judge asks its own prompts): the call as it
+        would be stored, and the generation (reply, counts, or error and whether to retry)."""
+        asked = datetime.now(UTC)
+        gen = await self._send(prompt, options)
+        finished = datetime.now(UTC)
+        return self._call(prompt, options, gen, attempt, gen.started_at or asked, finished), gen
+
     def _call(
         self,
         prompt: Prompt,
