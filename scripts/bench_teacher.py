@@ -18,14 +18,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
-
-from ollama_server import OllamaTestServer  # noqa: E402
 
 from srt_local.config import TeacherOptions, TeacherSpec  # noqa: E402
 from srt_local.pairs import Pair  # noqa: E402
 from srt_local.teachers.ollama import OllamaTeacher  # noqa: E402
+from tests.ollama_server import OllamaTestServer  # noqa: E402
 
 TARGET = 1.1
 

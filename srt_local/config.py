@@ -66,11 +66,13 @@ class TeacherSpec:
     host: str | None = None
     options: TeacherOptions = field(default_factory=TeacherOptions)
     keep_alive: str | None = None
-    # Ollama: the longest wait for the next piece of a reply (the first one includes loading the
-    # model and reading the prompt; waiting for srt's own turn is not counted). Embedded: the
-    # whole reply.
+    # Ollama: the longest wait for the next piece of a reply (waiting for srt's own turn is not
+    # counted). Embedded: the whole reply.
     timeout: float = 600.0
     connect_timeout: float = 10.0
+    # Ollama: the longest wait from sending a request to the first piece of its reply (loading a
+    # big model counts here); `timeout` then bounds each wait between pieces.
+    first_token_timeout: float = 300.0
     concurrency: int = 0
     # Ollama teachers: thinking off (False), on (True) or at a level ("low", "medium", "high").
     think: bool | str = False
@@ -97,11 +99,23 @@ class Defaults:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Size limits that keep one hostile record or reply from costing the whole job."""
+
+    # A field over this many characters rejects its record at import (the scorer would truncate
+    # it to the student's max_tokens anyway, after paying for it).
+    import_field_chars: int = 200_000
+    # A teacher reply over this many characters is a failed call of that sample only.
+    reply_chars: int = 100_000
+
+
+@dataclass(frozen=True)
 class ModelsConfig:
     defaults: Defaults
     students: Mapping[str, StudentSpec]
     teachers: Mapping[str, TeacherSpec]
     files: tuple[Path, ...]
+    limits: Limits = field(default_factory=Limits)
 
     def student(self, name: str) -> StudentSpec:
         """A named student, or an ad-hoc one for a path ending in .gguf."""
@@ -277,6 +291,12 @@ def _parse_teacher(name: str, data: Mapping[str, Any], file: Path) -> TeacherSpe
         connect_timeout=t.check(
             "connect_timeout", t.get("connect_timeout", float, 10.0), _positive, "above 0 seconds"
         ),
+        first_token_timeout=t.check(
+            "first_token_timeout",
+            t.get("first_token_timeout", float, 300.0),
+            _positive,
+            "above 0 seconds",
+        ),
         concurrency=t.check(
             "concurrency",
             t.get("concurrency", int, 0),
@@ -327,6 +347,18 @@ def _think(t: _Table, backend: str) -> bool | str:
     return think
 
 
+def _parse_limits(data: Mapping[str, Any], file: Path) -> dict[str, int]:
+    """The keys of a [limits] table that this file sets (a later file overrides them one by one)."""
+    t = _Table(data, file, "limits")
+    found: dict[str, int] = {}
+    for key in ("import_field_chars", "reply_chars"):
+        value = t.check(key, t.get(key, int), lambda v: v >= 1000, "at least 1000 characters")
+        if value is not None:
+            found[key] = value
+    t.reject_unknown()
+    return found
+
+
 def _read_toml(file: Path) -> dict[str, Any]:
     try:
         with file.open("rb") as fh:
@@ -359,6 +391,7 @@ def load_models(extra: Path | None = None) -> ModelsConfig:
             raise ConfigError(f"{extra}: no such models file")
         files.append(extra)
     defaults: dict[str, Any] = {}
+    limits: dict[str, int] = {}
     students: dict[str, StudentSpec] = {}
     teachers: dict[str, TeacherSpec] = {}
     read: list[Path] = []
@@ -375,6 +408,7 @@ def load_models(extra: Path | None = None) -> ModelsConfig:
             if value is not None:
                 defaults[key] = value
         dt.reject_unknown()
+        limits.update(_parse_limits(top.get("limits", dict, {}), file))
         for name, sdata in top.get("students", dict, {}).items():
             if not isinstance(sdata, dict):
                 raise ConfigError(f"{file}: [students.{name}]: expected a table")
@@ -384,7 +418,7 @@ def load_models(extra: Path | None = None) -> ModelsConfig:
                 raise ConfigError(f"{file}: [teachers.{name}]: expected a table")
             teachers[name] = _parse_teacher(name, tdata, file)
         top.reject_unknown()
-    config = ModelsConfig(Defaults(**defaults), students, teachers, tuple(read))
+    config = ModelsConfig(Defaults(**defaults), students, teachers, tuple(read), Limits(**limits))
     _check_defaults(config)
     return config
 

@@ -6,6 +6,8 @@ DuckDB allows one writing process per file; a second gets StoreBusyError with wh
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import shutil
 import tempfile
 import threading
@@ -22,6 +24,8 @@ from srt_local.migrations import MIGRATIONS
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+_relation_names = itertools.count()
 
 
 class StoreError(SrtError, RuntimeError):
@@ -240,6 +244,67 @@ class Store:
                 yield cur
             finally:
                 cur.close()
+
+    def execute_with(
+        self, sql: str, params: Sequence[Any] | None = None, **tables: pa.Table
+    ) -> list[tuple[Any, ...]]:
+        """Run `sql` with each Arrow table readable in it as `{keyword}` (braces included).
+
+        For bulk writes (`INSERT ... SELECT ... FROM rows`, `UPDATE ... FROM rows`): one statement
+        per batch of rows instead of one per row. Inside `transaction()` it joins that unit.
+        """
+        with self._lock:
+            # Private names: a name left registered by an aborted transaction is never reused.
+            names = {key: f"_{key}_{next(_relation_names)}" for key in tables}
+            for key, table in tables.items():
+                self._con.register(names[key], table)
+            try:
+                for key, unique in names.items():
+                    sql = sql.replace(f"{{{key}}}", unique)
+                return self._con.execute(sql, params or []).fetchall()
+            finally:
+                for unique in names.values():
+                    # Fails in an aborted transaction (the rollback drops the view anyway); a
+                    # failure here must not hide the error that aborted it.
+                    with contextlib.suppress(duckdb.Error):
+                        self._con.unregister(unique)
+
+    @contextmanager
+    def settings(self, **values: str) -> Iterator[None]:
+        """DuckDB settings for a block of work (e.g. memory_limit="512MB"), put back after.
+
+        Holds the store for the block, so no other thread's statement runs under them.
+        """
+        with self._lock:
+            old: dict[str, str] = {}
+            try:
+                for name, value in values.items():
+                    if not name.isidentifier():
+                        raise ValueError(f"not a setting name: {name!r}")
+                    row = self._con.execute("SELECT current_setting(?)", [name]).fetchone()
+                    old[name] = str(row[0]) if row else ""
+                    self._con.execute(f"SET {name} = '{_quote(value)}'")
+                yield
+            finally:
+                for name, value in old.items():
+                    self._con.execute(f"SET {name} = '{_quote(value)}'")
+
+    def arrow_batches(
+        self, sql: str, params: Sequence[Any] | None = None, rows: int = 10_000
+    ) -> Iterator[pa.RecordBatch]:
+        """The result of `sql` as Arrow record batches of about `rows` rows, read as consumed.
+
+        Memory stays bounded by a batch whatever the result's size. The store is held for the
+        whole iteration: consume it promptly, and run no other statement on this store from the
+        loop.
+        """
+        with self._lock:
+            relation = self._con.sql(sql, params=list(params or []))
+            yield from relation.to_arrow_reader(rows)
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "''")
 
 
 # Bytes 8-11 of every DuckDB database file.

@@ -89,7 +89,7 @@ class JudgeTestServer(OllamaTestServer):
     def _next_action(self) -> Action | None:
         action = super()._next_action()
         body = getattr(self._bodies, "body", None)
-        if action is None and is_judge_request(body):
+        if action is None and body is not None and is_judge_request(body):
             a, b = shown_examples(body)
             verdict = self.rule(a, b)
             reason = f"{verdict}: judged by the test rule"

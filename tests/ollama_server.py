@@ -47,7 +47,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 DEFAULT_MODEL = "llama3.1:8b"
 VERSION = "0.12.6"
@@ -176,7 +176,16 @@ class Echo:
     chars: int = 600
 
 
-Action = Reply | Error | Slow | Cut | StreamError | Echo
+@dataclass(frozen=True)
+class Flood:
+    """Stream `chars` characters of content in parts of `part_chars` (one part: a single huge
+    line), whatever num_predict says, then the final line: a server or model that runs away."""
+
+    chars: int = 5_000_000
+    part_chars: int = 65536
+
+
+Action = Reply | Error | Slow | Cut | StreamError | Echo | Flood
 
 
 @dataclass
@@ -394,8 +403,9 @@ class OllamaTestServer:
         self._httpd.drop_connections()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> OllamaTestServer:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -637,6 +647,9 @@ def _handler_for(server: OllamaTestServer) -> type[BaseHTTPRequestHandler]:
                 self._error(400, NO_CONTEXT_SHIFT)
                 return
             prompt_tokens, visible = seen
+            if isinstance(action, Flood):
+                self._flood(name, action, body.get("stream", True), len(prompt_tokens))
+                return
             reply = action if isinstance(action, Reply) else Reply()
             if not self._wait(reply.delay):
                 return
@@ -763,6 +776,23 @@ def _handler_for(server: OllamaTestServer) -> type[BaseHTTPRequestHandler]:
             self._chunk(json.dumps(final).encode() + b"\n")
             self._chunk(b"")
 
+        def _flood(self, name: str, flood: Flood, stream: bool, prompt: int) -> None:
+            final = self._final(name, "stop", prompt, flood.chars // 4)
+            if not stream:
+                self._whole("", "x" * flood.chars, final, None)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for start in range(0, flood.chars, flood.part_chars):
+                piece = "x" * min(flood.part_chars, flood.chars - start)
+                message = {"role": "assistant", "content": piece}
+                part = {"model": name, "created_at": _now(), "message": message, "done": False}
+                self._chunk(json.dumps(part).encode() + b"\n")
+            self._chunk(json.dumps(final).encode() + b"\n")
+            self._chunk(b"")
+
         def _whole(
             self, thought: str, text: str, final: dict[str, Any], action: Action | None
         ) -> None:
@@ -797,6 +827,7 @@ __all__ = [
     "Cut",
     "Echo",
     "Error",
+    "Flood",
     "Model",
     "OllamaTestServer",
     "RecordedRequest",

@@ -9,6 +9,7 @@ import subprocess
 import time
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,7 +132,7 @@ def test_known_verdicts_give_the_expected_win_rate_and_interval(db: Path, tmp_pa
     # reply held to the verdict schema.
     assert len(requests) == 2 * len(kept)
     assert all(r.body["format"] == reply_schema() for r in requests)
-    shown = {}
+    shown: dict[Any, Any] = {}
     for r in requests:
         user = r.body["messages"][1]["content"]
         a_is_original = user.split("### Example B")[0].count("#### Instruction") == 1 and any(

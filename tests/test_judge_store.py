@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
-from tui_support import build_store
 
 from srt_local.judge.overrides import unapply
 from srt_local.migrations import MIGRATIONS
 from srt_local.review import set_override
 from srt_local.store import Store
+from tests.tui_support import build_store
 
 
 def test_a_store_from_before_the_judge_is_upgraded_in_place(tmp_path: Path) -> None:

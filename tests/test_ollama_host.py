@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from ollama_server import Compat, OllamaTestServer
 
 from srt_local.config import ConfigError, TeacherSpec, load_models
 from srt_local.ollama_host import OllamaHostError, parse_host, resolve_host
 from srt_local.ollama_probe import find_model, normalize_name, probe_server
 from srt_local.teachers import open_teacher
 from srt_local.teachers.ollama import OllamaTeacher
+from tests.ollama_server import Compat, OllamaTestServer
 
 
 @pytest.mark.parametrize(

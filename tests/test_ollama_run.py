@@ -10,13 +10,13 @@ import json
 from pathlib import Path
 
 import pytest
-from ollama_server import Error, OllamaTestServer
 
 from srt_local.config import load_models
 from srt_local.importer import import_dataset
 from srt_local.pipeline import RunOptions, prepare_run, run_pipeline
 from srt_local.store import Store
 from srt_local.teachers import TeacherServerDown
+from tests.ollama_server import Error, OllamaTestServer
 
 PAIRS = [
     {"instruction": "List three primary colours.", "input": "", "output": "Red, blue, yellow."},

@@ -14,6 +14,7 @@ from srt_local.model_files import file_sha256
 from srt_local.pairs import Pair
 from srt_local.prompts import JSON_KEYS
 from srt_local.teachers import open_teacher
+from srt_local.teachers.chat import teacher_key
 from srt_local.teachers.llamacpp import LlamaCppTeacher
 
 PAIRS = [
@@ -47,7 +48,13 @@ async def test_json_mode_every_reply_parses(embedded_spec: TeacherSpec, smollm_g
     assert isinstance(teacher, LlamaCppTeacher)
     assert teacher.concurrency == 1
     assert teacher.model_digest == file_sha256(smollm_gguf)
-    assert teacher.model_digest[:12] in teacher.key or teacher.key.startswith("llamacpp/")
+    # The key is the fingerprint of this very file: another digest, another key.
+    fingerprint = (teacher.spec, teacher.base_options)
+    assert teacher.key.startswith(f"llamacpp/{teacher.model}/")
+    assert teacher.key == teacher_key(
+        "llamacpp", teacher.model, file_sha256(smollm_gguf), *fingerprint
+    )
+    assert teacher.key != teacher_key("llamacpp", teacher.model, "0" * 64, *fingerprint)
     for stage, result in zip(("instruction", "response"), results, strict=True):
         for call in result.calls:
             # Grammar-constrained decoding: every reply is a JSON object with the stage's keys.

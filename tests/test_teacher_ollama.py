@@ -10,13 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ollama_server import GARBAGE, Compat, Cut, Error, OllamaTestServer, Reply, Slow, StreamError
 
 from srt_local.config import TeacherOptions, TeacherSpec, load_models
 from srt_local.pairs import Pair
 from srt_local.teachers import TeacherError, TeacherServerDown, open_teacher
-from srt_local.teachers.chat import RETRY_TEMPERATURE, RetryPolicy
+from srt_local.teachers.chat import RETRY_TEMPERATURE, RetryPolicy, teacher_key
 from srt_local.teachers.ollama import DEFAULT_PARALLEL, OllamaTeacher, default_concurrency
+from tests.ollama_server import (
+    GARBAGE,
+    Compat,
+    Cut,
+    Error,
+    OllamaTestServer,
+    Reply,
+    Slow,
+    StreamError,
+)
 
 PAIR = Pair("Give three tips for staying healthy.", "", "Eat well.")
 FAST_RETRY = RetryPolicy(transport_retries=4, base_delay=0.01, max_delay=0.05)
@@ -108,7 +117,11 @@ async def test_open_reads_the_digest_and_details_once(server: OllamaTestServer) 
     assert paths.count("/api/tags") == 1 and paths.count("/api/show") == 1
     assert teacher.model_digest and len(teacher.model_digest) == 64
     assert teacher.details["family"] == "llama" and teacher.details["context_length"] == 131072
-    assert teacher.model_digest[:0] == "" and teacher.key.startswith("ollama/llama3.1:8b/")
+    # The key is the fingerprint of the model with this digest: another digest, another key.
+    fingerprint = (teacher.spec, teacher.base_options, teacher.key_extra())
+    assert teacher.key.startswith("ollama/llama3.1:8b/")
+    assert teacher.key == teacher_key("ollama", "llama3.1:8b", teacher.model_digest, *fingerprint)
+    assert teacher.key != teacher_key("ollama", "llama3.1:8b", "0" * 64, *fingerprint)
 
 
 async def test_key_follows_what_shapes_the_replies(server: OllamaTestServer) -> None:
@@ -255,7 +268,7 @@ async def test_a_reply_cut_at_num_predict_is_not_taken_whole(server: OllamaTestS
 
 @pytest.mark.parametrize("stream", [True, False])
 async def test_transient_failures_are_retried(server: OllamaTestServer, stream: bool) -> None:
-    teacher = await opened(server, stream=stream, timeout=0.5)
+    teacher = await opened(server, stream=stream, timeout=0.5, first_token_timeout=0.5)
     server.script(
         Error(503, "server busy, please try again.  maximum pending requests exceeded"),
         Error(500, "llama runner process has terminated"),
@@ -268,7 +281,7 @@ async def test_transient_failures_are_retried(server: OllamaTestServer, stream: 
     assert time.monotonic() - started < 3.0
     assert result.outcome == "ok"
     kinds = [c.error_kind for c in result.calls]
-    assert kinds == ["busy", "server_error", "stream_cut", "timeout", None]
+    assert kinds == ["busy", "server_error", "stream_cut", "no_reply", None]
     assert all(c.outcome == "error" for c in result.calls[:4])
     assert "maximum pending requests" in (result.calls[0].error_message or "")
     assert [c.attempt for c in result.calls] == [1, 2, 3, 4, 5]
@@ -657,7 +670,8 @@ async def test_thinking_is_stored_with_the_call(tmp_path: Path) -> None:
             [call_id],
         )[0]
     assert thinking == result.calls[0].thinking and thinking.startswith("Okay")
-    assert tokens == result.calls[0].thinking_tokens > 0
+    assert tokens == result.calls[0].thinking_tokens
+    assert tokens is not None and tokens > 0
     assert '"num_ctx": 4096' in options  # the options sent, as sized for this prompt
 
 

@@ -11,12 +11,12 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 from textual.worker import WorkerState
 from textual_plotext import PlotextPlot
-from tui_support import build_store
 
 from srt_local.config import load_models
 from srt_local.judge.runner import judge_run
 from srt_local.teachers import open_teacher
 from tests.judge_server import JudgeTestServer
+from tests.tui_support import build_store
 from tui.app import SrtApp
 from tui.screens.report import ReportPane
 

@@ -1,4 +1,5 @@
-"""SVG snapshots of every tab at 80x24 on fixed data (no timestamps, no machine paths shown).
+"""SVG snapshots of every tab at 80x24 on fixed data and fixed machine facts (tests.tui_support.
+FixedMachine: no GPU, no Ollama, no installed package sizes, no timestamps, no machine paths).
 
 Update them after a deliberate change with: .venv/bin/pytest tests/test_tui_snapshots.py
 --snapshot-update, and look at the SVGs in tests/__snapshots__/ before committing.
@@ -6,26 +7,23 @@ Update them after a deliberate change with: .venv/bin/pytest tests/test_tui_snap
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 from textual.worker import WorkerState
-from tui_support import build_store
 
 from srt_local.store import Store
+from tests.tui_support import FixedMachine
 from tui.app import SrtApp
 
 SIZE = (80, 24)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store, _ = build_store(tmp_path)
-    yield store
-    store.close()
+def store(store_run: tuple[Store, int]) -> Store:
+    return store_run[0]
 
 
 async def quiet(pilot: Pilot[Any]) -> None:
@@ -62,10 +60,10 @@ def keys_then_quiet(*keys: str) -> Callable[[Pilot[Any]], Any]:
 def test_tab_snapshot(
     name: str, keys: tuple[str, ...], store: Store, snap_compare: Callable[..., bool]
 ) -> None:
-    app = SrtApp(store, theme="dark")
+    app = SrtApp(store, theme="dark", machine=FixedMachine())
     assert snap_compare(app, terminal_size=SIZE, run_before=keys_then_quiet(*keys))
 
 
 def test_browse_in_the_light_theme(store: Store, snap_compare: Callable[..., bool]) -> None:
-    app = SrtApp(store, theme="light")
+    app = SrtApp(store, theme="light", machine=FixedMachine())
     assert snap_compare(app, terminal_size=SIZE, run_before=keys_then_quiet("4"))

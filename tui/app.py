@@ -7,17 +7,21 @@ workers hand back, so keys are answered while the student scores and the teacher
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
+from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 from textual.worker import Worker, WorkerState
 
-from srt_local.config import ModelsConfig, load_models
+from srt_local.config import load_models
 from srt_local.store import Store
+from tui.context import LocalMachine, Machine, PaneContext
+from tui.messages import RunChosen
 from tui.screens.base import Pane
 from tui.screens.browse import BrowsePane
 from tui.screens.datasets import DatasetsPane
@@ -70,37 +74,49 @@ class SrtApp(App[None]):
     ]
 
     current_run: reactive[int | None] = reactive(None)
-    """The run that Browse, Distributions and Export show; set by any of their run pickers."""
+    """The run that Browse, Distributions and Export show. The app owns it: panes ask for a change
+    with `RunChosen` and get it pushed down (data binding)."""
 
     def __init__(
-        self, store: Store, models_file: Path | None = None, theme: str | None = None
+        self,
+        store: Store,
+        models_file: Path | None = None,
+        theme: str | None = None,
+        machine: Machine | None = None,
     ) -> None:
+        """`machine`: the facts the Models tab shows (tests pass fixed ones)."""
         super().__init__()
-        self.store = store
-        self.models_file = models_file
+        self.ctx = PaneContext(
+            store=store,
+            load_models=partial(load_models, models_file),
+            machine=machine or LocalMachine(),
+        )
         self.worker_errors: list[BaseException] = []
         if theme is None:
             theme = "light" if terminal_is_light() else "dark"
         self.theme = THEMES[theme]
 
     def compose(self) -> ComposeResult:
+        ctx = self.ctx
         with SrtTabs(initial="datasets", id="tabs"):
-            yield DatasetsPane("1 Datasets", id="datasets")
-            yield ModelsPane("2 Models", id="models")
-            yield RunPane("3 Run", id="run")
-            yield BrowsePane("4 Browse", id="browse")
-            yield DistributionsPane("5 Distributions", id="distributions")
-            yield SqlPane("6 SQL", id="sql")
-            yield ExportPane("7 Export", id="export")
-            yield ReportPane("8 Report", id="report")
+            yield DatasetsPane("1 Datasets", ctx, id="datasets")
+            yield ModelsPane("2 Models", ctx, id="models")
+            yield RunPane("3 Run", ctx, id="run")
+            yield BrowsePane("4 Browse", ctx, id="browse").data_bind(SrtApp.current_run)
+            yield DistributionsPane("5 Distributions", ctx, id="distributions").data_bind(
+                SrtApp.current_run
+            )
+            yield SqlPane("6 SQL", ctx, id="sql")
+            yield ExportPane("7 Export", ctx, id="export").data_bind(SrtApp.current_run)
+            yield ReportPane("8 Report", ctx, id="report").data_bind(SrtApp.current_run)
         yield Footer()
 
     def on_mount(self) -> None:
         self.call_after_refresh(self._focus_pane, self.query_one(DatasetsPane))
 
-    def models(self) -> ModelsConfig:
-        """models.toml as it is now (re-read each time, so edits apply without a restart)."""
-        return load_models(self.models_file)
+    @on(RunChosen)
+    def run_chosen(self, message: RunChosen) -> None:
+        self.current_run = message.run_id
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         pane = event.pane

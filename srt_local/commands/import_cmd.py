@@ -19,7 +19,8 @@ from srt_local.commands.common import (
     say,
     warn,
 )
-from srt_local.formats import FORMATS, RecordError
+from srt_local.config import load_models
+from srt_local.formats import FORMATS
 from srt_local.importer import ImportReport, import_dataset
 from srt_local.store import Store
 
@@ -61,8 +62,9 @@ def import_(
     import_errors table; the good ones go in. Exact duplicates are stored once and counted.
     The summary goes to stdout (--json: as one JSON object); the bad records to stderr.
     """
+    max_chars = load_models().limits.import_field_chars
     with Store.open(db_path) as store:
-        report = import_dataset(store, file, fmt=fmt, name=name, strict=strict)
+        report = import_dataset(store, file, fmt=fmt, name=name, strict=strict, max_chars=max_chars)
         db = store.path
     if report.already_imported:
         say(
@@ -72,13 +74,14 @@ def import_(
         _print_summary(report, as_json)
         return
     if report.refused:
-        _print_errors(report.errors, limit=None if strict else SHOW_ERRORS)
+        _print_errors(report, limit=None if strict else SHOW_ERRORS)
         raise UserError(f"{file}: {report.refused}")
     _print_summary(report, as_json)
     if report.errors:
-        _print_errors(report.errors, limit=SHOW_ERRORS)
+        _print_errors(report, limit=SHOW_ERRORS)
         warn(
-            f"{report.n_rejected} bad records were not imported; all are in "
+            f"{report.n_rejected} bad records were not imported "
+            f"({report.n_problems} problems); all are in "
             f'the store: srt sql "SELECT * FROM import_errors WHERE dataset_id = '
             f'{report.dataset_id}" --db {db}'
         )
@@ -104,6 +107,7 @@ def _print_summary(report: ImportReport, as_json: bool = False) -> None:
                 "imported": report.n_imported,
                 "duplicates": report.n_duplicates,
                 "rejected": report.n_rejected,
+                "problems": report.n_problems,
                 "turns_skipped": report.n_turns_skipped,
             }
         )
@@ -119,9 +123,11 @@ def _print_summary(report: ImportReport, as_json: bool = False) -> None:
     out_console.print(table)
 
 
-def _print_errors(errors: list[RecordError], limit: int | None) -> None:
+def _print_errors(report: ImportReport, limit: int | None) -> None:
+    """The first problems (all that the report keeps if `limit` is None), then how many more."""
+    errors = report.errors
     shown = errors if limit is None else errors[:limit]
     for error in shown:
         err_console.print(Text.assemble(("bad record: ", "red"), cell(error)))
-    if len(errors) > len(shown):
-        say(f"... and {len(errors) - len(shown)} more problems")
+    if report.n_problems > len(shown):
+        say(f"... and {report.n_problems - len(shown)} more problems")

@@ -7,6 +7,7 @@ from srt_local.formats.read import (
     EXTENSIONS,
     DatasetFileError,
     ReadResult,
+    RecordStream,
     SourceRecord,
     read_records,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "ExportRow",
     "ReadResult",
     "RecordError",
+    "RecordStream",
     "SourceRecord",
     "check_out_path",
     "dataset_info_entry",

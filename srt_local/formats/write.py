@@ -4,16 +4,18 @@ The container follows the file name: `.json` is one JSON array, `.jsonl` one rec
 `.parquet` a table of the alpaca columns. sharegpt and messages records have no `input` field, so
 an input is joined to the instruction with one newline ("instruction\\ninput"), exactly as
 LLaMA-Factory joins an alpaca record's prompt and query: every export format trains on the same
-prompt. Every file is written to a temporary name and renamed, so a
-crash never leaves half a file under the real name.
+prompt. Every file is written to a temporary name and renamed, so a crash never leaves half a file
+under the real name. Rows are written as they come (a JSON array too), so memory does not grow with
+the selection.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -23,6 +25,7 @@ from srt_local.pairs import Pair
 
 EXPORT_FORMATS = ("alpaca", "sharegpt", "messages", "parquet")
 SCORE_FIELDS = ("ifd_ppl", "rifd_ppl")  # the reference code's names for IFD and r-IFD
+PARQUET_ROWS = 50_000  # rows per row group of an exported parquet file
 
 
 @dataclass(frozen=True)
@@ -79,33 +82,66 @@ def check_out_path(path: Path, fmt: str) -> None:
         )
 
 
-def write_dataset(path: Path, rows: Sequence[ExportRow], fmt: str, with_scores: bool) -> None:
-    """Write `rows` to `path` in `fmt`, atomically."""
+def write_dataset(path: Path, rows: Iterable[ExportRow], fmt: str, with_scores: bool) -> int:
+    """Write `rows` to `path` in `fmt`, atomically, as they are iterated; returns how many."""
     check_out_path(path, fmt)
+    written = 0
     if fmt == "parquet":
-        _atomic(path, "wb", lambda f: _write_parquet(f, rows, with_scores))
-        return
-    records = [to_record(row, fmt, with_scores) for row in rows]
-    if path.suffix.lower() == ".jsonl":
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    else:
-        text = json.dumps(records, ensure_ascii=False, indent=2) + "\n"
-    _atomic(path, "w", lambda f: f.write(text))
+
+        def parquet(f: IO[Any]) -> None:
+            nonlocal written
+            written = _write_parquet(f, rows, with_scores)
+
+        _atomic(path, "wb", parquet)
+        return written
+    jsonl = path.suffix.lower() == ".jsonl"
+
+    def text(f: IO[Any]) -> None:
+        nonlocal written
+        for row in rows:
+            record = to_record(row, fmt, with_scores)
+            if jsonl:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            else:
+                # The bytes json.dumps(all_records, indent=2) writes, one record at a time
+                # (a JSON string holds no raw newline, so indenting every line is safe).
+                body = json.dumps(record, ensure_ascii=False, indent=2).replace("\n", "\n  ")
+                f.write(("[\n  " if not written else ",\n  ") + body)
+            written += 1
+        if not jsonl:
+            f.write("\n]\n" if written else "[]\n")
+
+    _atomic(path, "w", text)
+    return written
 
 
-def _write_parquet(f: IO[Any], rows: Sequence[ExportRow], with_scores: bool) -> None:
+def _write_parquet(f: IO[Any], rows: Iterable[ExportRow], with_scores: bool) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns: dict[str, pa.Array] = {
-        "instruction": pa.array([r.pair.instruction for r in rows], pa.string()),
-        "input": pa.array([r.pair.input for r in rows], pa.string()),
-        "output": pa.array([r.pair.output for r in rows], pa.string()),
-    }
+    fields = [("instruction", pa.string()), ("input", pa.string()), ("output", pa.string())]
     if with_scores:
-        columns["ifd_ppl"] = pa.array([r.ifd_ppl for r in rows], pa.float64())
-        columns["rifd_ppl"] = pa.array([r.rifd_ppl for r in rows], pa.float64())
-    pq.write_table(pa.table(columns), f)
+        fields += [("ifd_ppl", pa.float64()), ("rifd_ppl", pa.float64())]
+    schema = pa.schema(fields)
+    written = 0
+    with pq.ParquetWriter(f, schema) as writer:
+        chunk: list[ExportRow] = []
+        for row in itertools.chain(rows, [None]):
+            if row is not None:
+                chunk.append(row)
+            if len(chunk) >= PARQUET_ROWS or (row is None and (chunk or not written)):
+                columns: dict[str, pa.Array] = {
+                    "instruction": pa.array([r.pair.instruction for r in chunk], pa.string()),
+                    "input": pa.array([r.pair.input for r in chunk], pa.string()),
+                    "output": pa.array([r.pair.output for r in chunk], pa.string()),
+                }
+                if with_scores:
+                    columns["ifd_ppl"] = pa.array([r.ifd_ppl for r in chunk], pa.float64())
+                    columns["rifd_ppl"] = pa.array([r.rifd_ppl for r in chunk], pa.float64())
+                writer.write_table(pa.table(columns, schema=schema))
+                written += len(chunk)
+                chunk = []
+    return written
 
 
 def dataset_info_entry(file_name: str, fmt: str) -> dict[str, Any]:

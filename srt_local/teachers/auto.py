@@ -30,7 +30,7 @@ async def open_teacher(
     """
     say = log or (lambda _line: None)
     if name != "auto":
-        return await _open(config.teacher(name), concurrency, say)
+        return _limit(await _open(config.teacher(name), concurrency, say), config)
     ollama_spec = config.teacher(config.defaults.ollama_teacher)
     embedded_spec = config.teacher(config.defaults.embedded_teacher)
     reason = await probe_ollama(ollama_spec)
@@ -39,9 +39,9 @@ async def open_teacher(
             f"teacher: {ollama_spec.name} ({ollama_spec.model} on Ollama at "
             f"{ollama_spec.resolved_host})"
         )
-        return await _open(ollama_spec, concurrency, say)
+        return _limit(await _open(ollama_spec, concurrency, say), config)
     say(f"teacher: {embedded_spec.name} (embedded), because {reason}")
-    return await _open(embedded_spec, concurrency, say)
+    return _limit(await _open(embedded_spec, concurrency, say), config)
 
 
 async def probe_ollama(spec: TeacherSpec, timeout: float = PROBE_TIMEOUT) -> str | None:
@@ -54,3 +54,10 @@ async def probe_ollama(spec: TeacherSpec, timeout: float = PROBE_TIMEOUT) -> str
 
 async def _open(spec: TeacherSpec, concurrency: int | None, log: Callable[[str], None]) -> Teacher:
     return await backend(spec.backend).open(spec, concurrency, log)
+
+
+def _limit(teacher: Teacher, config: ModelsConfig) -> Teacher:
+    """`teacher` held to the configured reply size (teachers without the limit are left alone)."""
+    if hasattr(teacher, "reply_chars"):
+        setattr(teacher, "reply_chars", config.limits.reply_chars)  # noqa: B010
+    return teacher

@@ -10,6 +10,9 @@ whether it is worth retrying). This module owns the two retry budgets:
 Two kinds of failure end differently:
 - a prompt too long for the model, or a request the server rejects (HTTP 400), fails that sample
   alone, for good (outcome too_long or rejected): the same request would fail the same way;
+- a reply longer than `reply_chars` ([limits] in models.toml) is cut off while it streams and
+  fails that sample alone, for good (outcome reply_too_long), its first `reply_chars` characters
+  kept as the raw reply: a model that rambles for megabytes must not stall the run or be exported;
 - `RetryPolicy.pause_after` failed requests in a row of the same kind (a lasting 500 from a runner
   out of memory, a server gone, a 502), across samples, raise TeacherServerDown: the run pauses
   with the cause and what to do, instead of retrying every sample in turn.
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from srt_local.config import TeacherSpec
+from srt_local.config import Limits, TeacherSpec
 from srt_local.pairs import Pair
 from srt_local.parsing import Parsed, parse_reply
 from srt_local.prompts import Prompt, build_prompt, prompt_versions
@@ -41,9 +44,10 @@ FINAL_KINDS = {
     "prompt_truncated": "too_long",
     "context_full": "too_long",
     "rejected": "rejected",
+    "reply_too_long": "reply_too_long",
 }
 # Failures that say nothing about the server's health: a full queue is load, not breakage.
-NOT_LASTING = {"busy", "prompt_too_long", "prompt_truncated", "context_full"}
+NOT_LASTING = {"busy", "prompt_too_long", "prompt_truncated", "context_full", "reply_too_long"}
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,8 @@ class ChatTeacher(ABC):
         self.max_attempts = spec.max_attempts
         self.concurrency = max(1, concurrency)
         self.retry = retry or RetryPolicy()
+        # The longest reply kept ([limits] reply_chars; open_teacher sets the configured one).
+        self.reply_chars = Limits().reply_chars
         self.base_options = {**self.default_options, **spec.options.as_dict()}
         self.schema_chars = self.json_budget(self.base_options)
         self.key = teacher_key(
@@ -264,6 +270,19 @@ class ChatTeacher(ABC):
             thinking=gen.thinking,
             thinking_tokens=gen.thinking_tokens,
         )
+
+
+def reply_too_long(chars: int, limit: int, text: str | None) -> Generation:
+    """The failure of a reply cut off at `limit` characters (`chars` received), keeping at most
+    `limit` characters of what came."""
+    return Generation(
+        text=text[:limit] if text else None,
+        error_kind="reply_too_long",
+        error_message=(
+            f"the reply passed {limit:,} characters ({chars:,} received) and was cut off: raise "
+            "reply_chars in the [limits] table of models.toml if such long replies are wanted"
+        ),
+    )
 
 
 def _capital(text: str) -> str:

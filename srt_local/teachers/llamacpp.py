@@ -20,7 +20,7 @@ from srt_local.config import TeacherSpec
 from srt_local.model_files import file_sha256, read_gguf_info, resolve_gguf
 from srt_local.prompts import Prompt
 from srt_local.teachers.base import TeacherError
-from srt_local.teachers.chat import ChatTeacher, Generation
+from srt_local.teachers.chat import ChatTeacher, Generation, reply_too_long
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -96,6 +96,7 @@ class LlamaCppTeacher(ChatTeacher):
             deadline = time.monotonic() + self.spec.timeout
             prompt_tokens = self._count_prompt(llama, prompt.messages)
             parts: list[str] = []
+            chars = 0
             finish = None
             # Streamed, so the time limit can stop a generation between two tokens.
             stream: Any = llama.create_chat_completion(
@@ -108,7 +109,15 @@ class LlamaCppTeacher(ChatTeacher):
                     choice = chunk["choices"][0]
                     if choice["delta"].get("content"):
                         parts.append(choice["delta"]["content"])
+                        chars += len(parts[-1])
                     finish = choice.get("finish_reason") or finish
+                    if chars > self.reply_chars:
+                        # A token can be long: num_predict alone does not bound the characters.
+                        stream.close()
+                        gen = reply_too_long(chars, self.reply_chars, "".join(parts))
+                        gen.started_at, gen.prompt_tokens = started_at, prompt_tokens
+                        gen.eval_count = len(parts)
+                        return gen
                     if finish is None and time.monotonic() > deadline:
                         stream.close()
                         return Generation(

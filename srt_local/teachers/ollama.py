@@ -3,8 +3,12 @@
 What it does, and why (each point learned from Ollama's server source):
 - Requests run `concurrency` at a time, default 1: Ollama serves OLLAMA_NUM_PARALLEL requests per
   model (default 1) and queues the rest, so more would only wait in the server's queue.
-- Time limits: a connect timeout, and a limit on the wait for the next piece of the reply (the
-  first one includes loading the model), never one wall-clock limit that would count queueing.
+- Time limits: a connect timeout, a limit on the wait for the first piece of the reply
+  (`first_token_timeout`: loading the model counts here), then one on each wait for the next
+  piece (`timeout`); never one wall-clock limit that would count queueing. A request still
+  waiting for its first piece after WAIT_NOTE_SECONDS says so in the log, so a run is never silent.
+- A reply is read piece by piece and cut off past `reply_chars` characters (a line of the stream
+  is bounded too), so a model or server that sends megabytes fails that sample alone, quickly.
 - `think` is always sent (Ollama turns thinking on by default for models that can think); the
   thinking text and its token count are kept with the call.
 - num_ctx is sized from the prompt and num_predict, never above the model's trained context
@@ -39,7 +43,7 @@ from srt_local.ollama_probe import (
 )
 from srt_local.prompts import Prompt, estimate_tokens
 from srt_local.teachers.base import TeacherError
-from srt_local.teachers.chat import ChatTeacher, Generation, RetryPolicy
+from srt_local.teachers.chat import ChatTeacher, Generation, RetryPolicy, reply_too_long
 from srt_local.teachers.registry import ServerCheck
 
 __all__ = [
@@ -61,6 +65,10 @@ TEMPLATE_TOKENS = 32
 MIN_REPLY_TOKENS = 256
 # Ollama's num_keep default (api.DefaultOptions), plus the BOS token most tokenizers add.
 NUM_KEEP = (4, 5)
+# A request with no reply yet after this long is noted in the log (a model loading takes minutes).
+WAIT_NOTE_SECONDS = 15.0
+# An error body is read up to this many bytes (its message is all that is kept).
+ERROR_BODY_BYTES = 65536
 
 _OUT_OF_MEMORY = re.compile(
     r"out of memory|cudaMalloc|failed to allocate|unable to allocate|insufficient memory|"
@@ -94,6 +102,14 @@ class _StreamCut(Exception):
     """The stream ended without its final (done) message."""
 
 
+class _ReplyTooLong(Exception):
+    """The reply passed reply_chars characters (or one line of it passed its byte bound)."""
+
+    def __init__(self, chars: int) -> None:
+        super().__init__(chars)
+        self.chars = chars
+
+
 class _ServerSaid(Exception):
     """An HTTP error status, or an error line inside the stream (status -1)."""
 
@@ -111,6 +127,8 @@ class _Received:
     thinking: list[str] = field(default_factory=list)
     thinking_chunks: int = 0
     final: dict[str, Any] | None = None
+    chars: int = 0  # of content and thinking
+    first_piece: bool = False  # a line of the reply has arrived
 
     @property
     def text(self) -> str:
@@ -145,14 +163,16 @@ class OllamaTeacher(ChatTeacher):
         self.stream = stream
         self.log = log or (lambda _line: None)
         self._warned: set[str] = set()
+        self._noted_wait = False  # the log already says the server is silent
         trained = info.context_length or 0
         configured = int(self.base_options["num_ctx"])
         # Ollama clamps num_ctx to the trained context; asking for more only hides that.
         self.num_ctx = min(configured, trained) if trained else configured
         self.max_num_ctx = max(self.num_ctx, min(spec.max_num_ctx, trained or spec.max_num_ctx))
+        # Reads are timed by _read (first piece, then each next piece), not by httpx.
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(
-                connect=spec.connect_timeout, read=spec.timeout, write=spec.timeout, pool=None
+                connect=spec.connect_timeout, read=None, write=spec.timeout, pool=None
             )
         )
         self._slots = asyncio.Semaphore(self.concurrency)
@@ -245,13 +265,29 @@ class OllamaTeacher(ChatTeacher):
         got = _Received()
         url = f"{self.host}/api/chat"
         body = self._body(prompt, options)
+        note = asyncio.create_task(self._note_silence(got))
         try:
-            if self.stream:
-                await self._stream(url, body, got)
-            else:
-                await self._whole(url, body, got)
+            await self._read(url, body, got)
         except (httpx.ConnectError, httpx.ConnectTimeout):
             return _failed("unreachable", unreachable_message(self.host or ""), ours)
+        except TimeoutError:
+            if got.first_piece:
+                gen = _failed(
+                    "timeout", f"no next part of the reply within {self.spec.timeout:g} s", ours
+                )
+            else:
+                gen = _failed(
+                    "no_reply",
+                    f"{self.model} at {self.host} sent no reply within first_token_timeout = "
+                    f"{self.spec.first_token_timeout:g} s of the request",
+                    ours,
+                )
+            return _keep(gen, got)
+        except _ReplyTooLong as exc:
+            gen = reply_too_long(exc.chars, self.reply_chars, got.text)
+            gen.prompt_tokens = ours
+            gen.thinking = (got.thought or "")[: self.reply_chars] or None
+            return gen
         except httpx.TimeoutException:
             what = "the next part of the reply" if got.content or got.thinking else "a reply"
             gen = _failed("timeout", f"no {what} within {self.spec.timeout:g} s", ours)
@@ -265,28 +301,57 @@ class OllamaTeacher(ChatTeacher):
             return _keep(gen, got)
         except httpx.HTTPError as exc:
             return _keep(_failed("http_error", f"{type(exc).__name__}: {exc}", ours), got)
+        finally:
+            note.cancel()
         assert got.final is not None
         return self._generation(got, ours, options)
 
-    async def _stream(self, url: str, body: dict[str, Any], got: _Received) -> None:
-        async with self._client.stream("POST", url, json=body) as reply:
-            if reply.status_code != 200:
-                await reply.aread()
-                raise _ServerSaid(reply.status_code, _error_text(reply))
-            async for line in reply.aiter_lines():
-                if line.strip():
-                    self._take(json.loads(line), got)
+    async def _note_silence(self, got: _Received) -> None:
+        """Say once, while the server stays silent, that a request is still waiting for it."""
+        await asyncio.sleep(WAIT_NOTE_SECONDS)
+        if not got.first_piece and not self._noted_wait:
+            self._noted_wait = True
+            self.log(
+                f"waiting for {self.model} at {self.host}: no reply yet after "
+                f"{WAIT_NOTE_SECONDS:g} s (the server may be loading the model)"
+            )
+
+    async def _read(self, url: str, body: dict[str, Any], got: _Received) -> None:
+        """Send the request and read its reply line by line (a whole reply is one line), within
+        first_token_timeout for the first line and `timeout` for each next one; TimeoutError
+        when a wait runs out, _ReplyTooLong past reply_chars."""
+        loop = asyncio.get_running_loop()
+        # A JSON line holds its text escaped: up to 6 bytes a character (\uXXXX), plus fields.
+        line_bytes = 6 * self.reply_chars + ERROR_BODY_BYTES
+        async with asyncio.timeout(self.spec.first_token_timeout) as limit:
+            async with self._client.stream("POST", url, json=body) as reply:
+                if reply.status_code != 200:
+                    raise _ServerSaid(reply.status_code, await _error_body(reply))
+                pending = b""
+                async for data in reply.aiter_bytes():
+                    if not got.first_piece:
+                        got.first_piece = True
+                        self._noted_wait = False
+                    limit.reschedule(loop.time() + self.spec.timeout)
+                    pending += data
+                    if self.stream:  # one JSON object a line; a whole reply is one object
+                        *lines, pending = pending.split(b"\n")
+                        for line in lines:
+                            self._line(line, got)
+                    if len(pending) > line_bytes:
+                        raise _ReplyTooLong(got.chars + len(pending))
+                self._line(pending, got)
         if got.final is None:
+            if not self.stream:
+                raise _StreamCut("the reply is not marked done")
             parts = len(got.content) + got.thinking_chunks
             raise _StreamCut(f"the stream ended after {parts} parts without its final message")
 
-    async def _whole(self, url: str, body: dict[str, Any], got: _Received) -> None:
-        reply = await self._client.post(url, json=body)
-        if reply.status_code != 200:
-            raise _ServerSaid(reply.status_code, _error_text(reply))
-        self._take(json.loads(reply.content), got)
-        if got.final is None:
-            raise _StreamCut("the reply is not marked done")
+    def _line(self, line: bytes, got: _Received) -> None:
+        if line.strip():
+            self._take(json.loads(line), got)
+            if got.chars > self.reply_chars:
+                raise _ReplyTooLong(got.chars)
 
     def _take(self, part: Any, got: _Received) -> None:
         """Add one streamed object (or the whole reply) to what was received."""
@@ -298,11 +363,14 @@ class OllamaTeacher(ChatTeacher):
         if isinstance(message, dict):
             if message.get("content"):
                 got.content.append(str(message["content"]))
+                got.chars += len(got.content[-1])
             if message.get("thinking"):
                 got.thinking.append(str(message["thinking"]))
                 got.thinking_chunks += 1
+                got.chars += len(got.thinking[-1])
         elif isinstance(part.get("response"), str):
             got.content.append(part["response"])  # a server answering in /api/generate's shape
+            got.chars += len(part["response"])
         elif not part.get("done"):
             self._warn_once(
                 "no-message", f"the server at {self.host} streams parts without a 'message'"
@@ -389,6 +457,12 @@ class OllamaTeacher(ChatTeacher):
             )
         if kind == "unreachable":
             return "start the server (`ollama serve`, or open the Ollama app)"
+        if kind == "no_reply":
+            return (
+                f"the server accepts requests but never answers: check it (its log, `ollama ps`), "
+                f"or raise `first_token_timeout` for teacher {self.name!r} if loading the model "
+                "takes longer"
+            )
         if kind == "timeout":
             return (
                 f"the server sent nothing for {self.spec.timeout:g} s each time: it may be "
@@ -436,14 +510,24 @@ def _truncated(ours: int, counted: int | None, num_ctx: int) -> bool:
     return any(abs(counted - cut) <= 1 for cut in cuts) and ours > counted * 1.2
 
 
-def _error_text(reply: httpx.Response) -> str:
+async def _error_body(reply: httpx.Response) -> str:
+    """The message of an error reply, reading at most ERROR_BODY_BYTES of its body."""
+    data = b""
+    async for chunk in reply.aiter_bytes():
+        data += chunk
+        if len(data) >= ERROR_BODY_BYTES:
+            break
+    return _error_text(data[:ERROR_BODY_BYTES], reply)
+
+
+def _error_text(data: bytes, reply: httpx.Response) -> str:
     try:
-        body = reply.json()
+        body = json.loads(data)
     except ValueError:
         body = None
     if isinstance(body, dict) and body.get("error"):
         return str(body["error"])
-    text = reply.text.strip()
+    text = data.decode("utf-8", "replace").strip()
     return text[:300] or reply.reason_phrase or f"HTTP {reply.status_code}"
 
 

@@ -10,7 +10,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import Button, Checkbox, Input, Select, Static
+from textual.widgets import Button, Checkbox, Input, Select
 from textual.worker import get_current_worker
 
 from srt_local.formats import FORMATS, DatasetFileError, RecordError
@@ -18,6 +18,7 @@ from srt_local.importer import DatasetExistsError, ImportReport, import_dataset
 from srt_local.review import datasets_table, import_errors_page
 from tui.screens.base import Pane
 from tui.widgets.arrow_table import ArrowTable, DataTable
+from tui.widgets.status_line import Kind, StatusLine
 
 ERRORS_SHOWN = 500
 
@@ -60,7 +61,7 @@ class DatasetsPane(Pane):
             yield Input(placeholder="name (optional)", id="name", compact=True)
             yield Checkbox("strict", id="strict", compact=True)
             yield Button("Import", id="import", variant="primary", compact=True)
-        yield Static("", id="import-status", classes="status", markup=False)
+        yield StatusLine(id="import-status")
         yield ArrowTable(
             "no dataset yet: type a file's path above and press enter", id="datasets-table"
         )
@@ -86,7 +87,7 @@ class DatasetsPane(Pane):
 
     @work(thread=True, group="datasets-load", exclusive=True, exit_on_error=False)
     def load(self, select: int | None = None) -> None:
-        table = datasets_table(self.srt.store)
+        table = datasets_table(self.ctx.store)
         if not get_current_worker().is_cancelled:
             self.from_thread(self._show_datasets, table, select)
 
@@ -106,7 +107,7 @@ class DatasetsPane(Pane):
 
     @work(thread=True, group="datasets-errors", exclusive=True, exit_on_error=False)
     def load_errors(self, dataset_id: int) -> None:
-        table, total = import_errors_page(self.srt.store, dataset_id, ERRORS_SHOWN)
+        table, total = import_errors_page(self.ctx.store, dataset_id, ERRORS_SHOWN)
         if not get_current_worker().is_cancelled:
             caption = showing(table.num_rows, total, f"rejected records of dataset {dataset_id}")
             self.from_thread(self._show_errors, table, caption)
@@ -127,18 +128,16 @@ class DatasetsPane(Pane):
         fmt = self.query_one("#format", Select).value
         name = self.query_one("#name", Input).value.strip() or None
         strict = self.query_one("#strict", Checkbox).value
-        self.set_status(f"importing {text}…", "")
+        self.set_status(f"importing {text}…")
         self.run_import(Path(text).expanduser(), str(fmt), name, strict)
 
-    def set_status(self, text: str, kind: str) -> None:
-        status = self.query_one("#import-status", Static)
-        status.update(text)
-        status.set_classes(f"status {kind}".strip())
+    def set_status(self, text: str, kind: Kind = "") -> None:
+        self.query_one("#import-status", StatusLine).set(text, kind)
 
     @work(thread=True, group="import", exclusive=True, exit_on_error=False)
     def run_import(self, path: Path, fmt: str, name: str | None, strict: bool) -> None:
         try:
-            report = import_dataset(self.srt.store, path, fmt=fmt, name=name, strict=strict)
+            report = import_dataset(self.ctx.store, path, fmt=fmt, name=name, strict=strict)
         except (DatasetFileError, DatasetExistsError, OSError) as exc:
             self.from_thread(self.set_status, f"{exc}", "error")
             return

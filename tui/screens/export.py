@@ -15,9 +15,9 @@ from textual.widgets import Button, Checkbox, Input, Select, Static
 
 from srt_local.exporter import ExportError, ExportReport, export_run
 from srt_local.formats import EXPORT_FORMATS, DatasetFileError
-from srt_local.run_status import list_runs
-from tui.screens.base import Pane
+from tui.screens.base import RunViewPane
 from tui.widgets.run_picker import RunPicker
+from tui.widgets.status_line import Kind, StatusLine
 
 
 def parse_top(text: str) -> tuple[int | None, float | None]:
@@ -51,7 +51,7 @@ def report_text(r: ExportReport) -> str:
     )
 
 
-class ExportPane(Pane):
+class ExportPane(RunViewPane):
     """Run, format, top-k and path; then what was written and the dataset_info.json entry."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+s", "export", "Export")]
@@ -78,31 +78,20 @@ class ExportPane(Pane):
                 placeholder="file to write (.json, .jsonl or .parquet)", compact=True, id="out"
             )
             yield Button("Export", id="export", variant="primary", compact=True)
-        yield Static(
+        yield StatusLine(
             "The selection of the chosen run (with your overrides) is written to the "
             "file, and an entry that loads it is added to dataset_info.json beside it.",
             id="export-status",
-            classes="status",
-            markup=False,
         )
         yield Static("", id="entry", markup=False)
 
     def on_mount(self) -> None:
         self.auto_path = True
 
-    def activated(self) -> None:
-        self.load_runs()
-
     def focus_main(self) -> None:
         self.query_one("#out", Input).focus()
 
-    @work(thread=True, group="export-runs", exclusive=True, exit_on_error=False)
-    def load_runs(self) -> None:
-        runs = list_runs(self.srt.store)
-        self.from_thread(self._runs_loaded, runs)
-
-    def _runs_loaded(self, runs: list[dict[str, object]]) -> None:
-        self.query_one("#export-run", RunPicker).load(runs)
+    def show_run(self, run_id: int) -> None:
         self.suggest_path()
 
     @on(Select.Changed)
@@ -120,10 +109,8 @@ class ExportPane(Pane):
     def path_edited(self) -> None:
         self.auto_path = False
 
-    def set_status(self, text: str, kind: str) -> None:
-        status = self.query_one("#export-status", Static)
-        status.update(text)
-        status.set_classes(f"status {kind}".strip())
+    def set_status(self, text: str, kind: Kind = "") -> None:
+        self.query_one("#export-status", StatusLine).set(text, kind)
 
     @on(Button.Pressed, "#export")
     @on(Input.Submitted, "#out, #top")
@@ -158,7 +145,7 @@ class ExportPane(Pane):
     ) -> None:
         try:
             report = export_run(
-                self.srt.store,
+                self.ctx.store,
                 run_id,
                 fmt,
                 out,

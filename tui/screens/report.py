@@ -20,8 +20,7 @@ from textual_plotext import PlotextPlot
 
 from srt_local.judge.stats import WinRate
 from srt_local.report.figures import IFD_THRESHOLD, RIFD_THRESHOLD, ReportData, gather
-from srt_local.run_status import list_runs
-from tui.screens.base import Pane
+from tui.screens.base import RunViewPane
 from tui.widgets.run_picker import RunPicker
 
 BINS = 10
@@ -76,7 +75,7 @@ def shared_bins(
     return labels, counts, (threshold - lo) / width + 0.5
 
 
-class ReportPane(Pane):
+class ReportPane(RunViewPane):
     """A run picker, the report's caption, two histograms and the judge's win rates."""
 
     DEFAULT_CSS = """
@@ -99,35 +98,17 @@ class ReportPane(Pane):
 
     def on_mount(self) -> None:
         self.data: ReportData | None = None
-        self.watch(self.app, "current_run", self._run_changed, init=False)
         self.watch(self.app, "theme", lambda _theme: self.draw(), init=False)
 
-    def activated(self) -> None:
-        self.load_runs()
-
     def focus_main(self) -> None:
-        self.query_one("#report-run", RunPicker).focus()
+        self.picker.focus()
 
-    def action_reload(self) -> None:
-        self.load_runs()
-
-    @work(thread=True, group="report-runs", exclusive=True, exit_on_error=False)
-    def load_runs(self) -> None:
-        runs = list_runs(self.srt.store)
-        self.from_thread(self._runs_loaded, runs)
-
-    def _runs_loaded(self, runs: list[dict[str, object]]) -> None:
-        self.query_one("#report-run", RunPicker).load(runs)
-        self._run_changed(self.srt.current_run)
-
-    def _run_changed(self, run_id: int | None) -> None:
-        # Only while shown (a hidden pane is not displayed): `activated` loads it when it shows.
-        if run_id is not None and self.is_mounted and self.display:
-            self.load(run_id)
+    def show_run(self, run_id: int) -> None:
+        self.load(run_id)
 
     @work(thread=True, group="report-load", exclusive=True, exit_on_error=False)
     def load(self, run_id: int) -> None:
-        data = gather(self.srt.store, run_id)
+        data = gather(self.ctx.store, run_id)
         self.from_thread(self._loaded, data)
 
     def _loaded(self, data: ReportData) -> None:

@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.widgets import Input, Log, Select, Static
+from textual.widgets import Input, Log, Select
 from textual.worker import Worker, WorkerState
 
 from srt_local.config import ConfigError, ModelsConfig
@@ -38,10 +38,12 @@ from srt_local.run.vocabulary import RESUMABLE
 from srt_local.run.vocabulary import RunStatus as Status
 from srt_local.run_status import RunStatus, list_runs, run_status
 from srt_local.store import StoreError
+from tui.messages import RunChosen
 from tui.screens.base import Pane
 from tui.widgets.arrow_table import ArrowTable, DataTable
 from tui.widgets.confirm import Confirm
 from tui.widgets.stage_bars import StageBars, failures_text
+from tui.widgets.status_line import StatusLine
 
 INTERRUPTED = "interrupted"  # how the table shows a run left `running` by a process that died
 
@@ -168,7 +170,7 @@ class RunPane(Pane):
             "no runs yet: choose a dataset and press s", fallback="#dataset", id="runs-table"
         )
         yield StageBars(id="stages")
-        yield Static("", id="run-stats", classes="status", markup=False)
+        yield StatusLine(id="run-stats")
         yield Log(max_lines=LOG_LINES, id="run-log")
 
     def on_mount(self) -> None:
@@ -205,10 +207,10 @@ class RunPane(Pane):
     @work(thread=True, group="run-form", exclusive=True, exit_on_error=False)
     def load_form(self) -> None:
         datasets = [
-            str(r[0]) for r in self.srt.store.query("SELECT name FROM datasets ORDER BY dataset_id")
+            str(r[0]) for r in self.ctx.store.query("SELECT name FROM datasets ORDER BY dataset_id")
         ]
         try:
-            config: ModelsConfig | None = self.srt.models()
+            config: ModelsConfig | None = self.ctx.load_models()
         except ConfigError as exc:
             config = None
             self.write_log(f"models.toml: {exc}")
@@ -228,7 +230,7 @@ class RunPane(Pane):
 
     @work(thread=True, group="run-list", exclusive=True, exit_on_error=False)
     def load_runs(self, announce: bool = False) -> None:
-        runs = list_runs(self.srt.store)
+        runs = list_runs(self.ctx.store)
         self.from_thread(self._show_runs, runs, announce)
 
     async def _show_runs(self, runs: list[dict[str, Any]], announce: bool) -> None:
@@ -272,14 +274,14 @@ class RunPane(Pane):
 
     @work(thread=True, group="run-stored", exclusive=True, exit_on_error=False)
     def show_stored(self, run_id: int, status: str) -> None:
-        st = run_status(self.srt.store, run_id)
+        st = run_status(self.ctx.store, run_id)
         self.from_thread(self._show_stored, st, status)
 
     async def _show_stored(self, st: RunStatus, status: str) -> None:
         if self.running:
             return
         await self.query_one("#stages", StageBars).show(stored_stages(st))
-        self.query_one("#run-stats", Static).update(status_text(st, status))
+        self.query_one("#run-stats", StatusLine).set(status_text(st, status))
 
     def action_reload(self) -> None:
         self.activated()
@@ -356,7 +358,7 @@ class RunPane(Pane):
 
     @work(thread=True, group="run-cancel-store", exit_on_error=False)
     def cancel_stored(self, run_id: int) -> None:
-        cancel_run(self.srt.store, run_id)
+        cancel_run(self.ctx.store, run_id)
         self.write_log(f"run {run_id} cancelled")
         self.app.call_from_thread(self.load_runs)
 
@@ -365,16 +367,16 @@ class RunPane(Pane):
     def launch(self, options: RunOptions | None, run_id: int | None) -> None:
         self.stop_event = threading.Event()
         self.active_run = run_id
-        self.query_one("#run-stats", Static).update("starting… (loading the models)")
+        self.query_one("#run-stats", StatusLine).set("starting… (loading the models)")
         self.pipeline_worker = self.execute(options, run_id, self.stop_event)
 
     @work(thread=True, group="run", exit_on_error=False)
     def execute(
         self, options: RunOptions | None, run_id: int | None, stop: threading.Event
     ) -> None:
-        store = self.srt.store
+        store = self.ctx.store
         try:
-            config = self.srt.models()
+            config = self.ctx.load_models()
             if run_id is None:
                 assert options is not None
                 run_id = prepare_run(store, options, config)
@@ -402,13 +404,13 @@ class RunPane(Pane):
 
     def on_run_started(self, message: RunStarted) -> None:
         self.active_run = message.run_id
-        self.app.current_run = message.run_id  # type: ignore[attr-defined]
+        self.post_message(RunChosen(message.run_id))
         self.write_log(f"run {message.run_id} started")
         self.load_runs()
 
     async def on_run_progressed(self, message: RunProgressed) -> None:
         await self.query_one("#stages", StageBars).show(message.progress.stages)
-        self.query_one("#run-stats", Static).update(progress_text(message.progress))
+        self.query_one("#run-stats", StatusLine).set(progress_text(message.progress))
 
     def on_run_logged(self, _message: RunLogged) -> None:
         with self._log_lock:
@@ -426,11 +428,11 @@ class RunPane(Pane):
                 if message.summary.status == Status.DONE
                 else f"run {message.summary.status}",
             )
-            self.query_one("#run-stats", Static).update(summary_text(message.summary))
+            self.query_one("#run-stats", StatusLine).set(summary_text(message.summary))
         elif message.error is not None:
             where = f"run {message.run_id}" if message.run_id is not None else "the run"
             self.write_log(f"{where} stopped with an error: {message.error}")
-            self.query_one("#run-stats", Static).update(f"error: {message.error}")
+            self.query_one("#run-stats", StatusLine).set(f"error: {message.error}")
             if isinstance(message.error, EXPECTED_ERRORS):
                 self.notify(str(message.error), title="cannot run", severity="error")
         self.active_run = None

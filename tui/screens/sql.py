@@ -12,12 +12,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Static, TextArea, Tree
+from textual.widgets import TextArea, Tree
 
 from srt_local.readonly_sql import LiveReader, SqlError, SqlResult
 from srt_local.store import Store
 from tui.screens.base import Pane
 from tui.widgets.arrow_table import ArrowTable
+from tui.widgets.status_line import Kind, StatusLine
 
 ROW_CAP = 1000
 EXAMPLE = """SELECT branch, count(*) AS n,
@@ -52,17 +53,15 @@ class SqlPane(Pane):
             yield Tree("store", id="schema")
             with Vertical(id="sql-main"):
                 yield TextArea(EXAMPLE, id="editor", show_line_numbers=False, tab_behavior="indent")
-                yield Static(
+                yield StatusLine(
                     "ctrl+r runs the query (read only) · enter on a table or column "
                     "inserts its name",
                     id="sql-status",
-                    classes="status",
-                    markup=False,
                 )
                 yield ArrowTable("results appear here", id="results")
 
     def on_mount(self) -> None:
-        self.reader = LiveReader(self.srt.store)
+        self.reader = LiveReader(self.ctx.store)
         self.query_one("#schema", Tree).show_root = False
         self.load_schema()
 
@@ -77,7 +76,7 @@ class SqlPane(Pane):
 
     @work(thread=True, group="sql-schema", exclusive=True, exit_on_error=False)
     def load_schema(self) -> None:
-        tables = schema(self.srt.store)
+        tables = schema(self.ctx.store)
         self.from_thread(self._show_schema, tables)
 
     def _show_schema(self, tables: dict[str, list[tuple[str, str]]]) -> None:
@@ -101,13 +100,11 @@ class SqlPane(Pane):
 
     def action_run_query(self) -> None:
         sql = self.query_one("#editor", TextArea).text
-        self.set_status("running…", "")
+        self.set_status("running…")
         self.execute(sql)
 
-    def set_status(self, text: str, kind: str) -> None:
-        status = self.query_one("#sql-status", Static)
-        status.update(text)
-        status.set_classes(f"status {kind}".strip())
+    def set_status(self, text: str, kind: Kind = "") -> None:
+        self.query_one("#sql-status", StatusLine).set(text, kind)
 
     @work(thread=True, group="sql-run", exclusive=True, exit_on_error=False)
     def execute(self, sql: str) -> None:
