@@ -116,7 +116,6 @@ def export_run(
         rows, n_selected = iter_rows(store, run_id, top_k, top_fraction)
         first = next(rows, None)
         if first is None:  # i9: an empty selection is refused, with no file and no entry
-            rows.close()
             raise ExportError(_empty_message(run_id, n_selected))
         n_written = write_dataset(out, itertools.chain([first], rows), fmt, with_scores)
     entry = dataset_info_entry(out.name, fmt)

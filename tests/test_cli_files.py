@@ -78,9 +78,9 @@ def test_db_that_is_not_a_store_is_refused_and_untouched(data: Path) -> None:
     assert data.read_bytes() == before
     assert sorted(p.name for p in data.parent.iterdir()) == ["r.json"]  # no .wal either
     for command in (["sql", "SELECT 1"], ["status"], ["export", "1", "--format", "alpaca"]):
-        args = [*command, "--db", data] + (
-            ["--out", data.parent / "o.json"] if "export" in command else []
-        )
+        args: list[str | Path] = [*command, "--db", data]
+        if "export" in command:
+            args += ["--out", data.parent / "o.json"]
         assert "not a DuckDB store" in one_line_error(srt(*args))
     assert data.read_bytes() == before
 
