@@ -7,6 +7,7 @@ entries by name. Every error names the file and the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -190,6 +191,9 @@ class _Table:
             value = float(value)
         if not isinstance(value, kinds):
             raise self.error(key, f"expected {_kind_names(kinds)}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            # TOML allows inf and nan; no setting of ours means anything with them.
+            raise self.error(key, f"{value!r} is not allowed: give a finite number")
         return value
 
     def check(self, key: str, value: Any, ok: Callable[[Any], bool], rule: str) -> Any:
@@ -490,6 +494,12 @@ def _read_toml(file: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        line = file.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{file}: line {line}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}); "
+            "TOML files are UTF-8: save it as UTF-8"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read: {exc.strerror}") from exc
 

@@ -12,6 +12,7 @@ million rows holds one batch in memory, not the selection.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from srt_local.formats import (
     ExportRow,
     check_out_path,
     dataset_info_entry,
+    read_dataset_info,
     update_dataset_info,
     write_dataset,
 )
@@ -97,14 +99,25 @@ def export_run(
     top_k: int | None = None,
     top_fraction: float | None = None,
     with_scores: bool = False,
+    force: bool = False,
 ) -> ExportReport:
-    """Write the run's selection to `out` in `fmt` and add its entry to out's dataset_info.json."""
+    """Write the run's selection to `out` in `fmt` and add its entry to out's dataset_info.json.
+
+    Refused, with nothing written: an `out` that exists (unless `force`), one that is a dataset's
+    source file or the dataset_info.json the entry goes into, a dataset_info.json that cannot be
+    merged, and an empty selection.
+    """
     check_out_path(out, fmt)
+    check_targets(store, out, force)  # i9: refusals before any work
+    read_dataset_info(out.parent)  # i9: a dataset_info.json we cannot merge refuses the export now
     # The selection's joins and sort spill to disk past this, rather than growing with the run
     # (1.7 GB at a million pairs without it, about 0.5 GB with it).
     with store.settings(memory_limit=EXPORT_MEMORY_LIMIT):
         rows, n_selected = iter_rows(store, run_id, top_k, top_fraction)
-        n_written = write_dataset(out, rows, fmt, with_scores)
+        first = next(rows, None)
+        if first is None:  # i9: an empty selection is refused, with no file and no entry
+            raise ExportError(_empty_message(run_id, n_selected))
+        n_written = write_dataset(out, itertools.chain([first], rows), fmt, with_scores)
     entry = dataset_info_entry(out.name, fmt)
     info_path, replaced = update_dataset_info(out.parent, out.stem, entry)
     return ExportReport(
@@ -117,6 +130,38 @@ def export_run(
         entry_name=out.stem,
         entry=entry,
         replaced_entry=replaced,
+    )
+
+
+def check_targets(store: Store, out: Path, force: bool) -> None:
+    """Never overwrite a dataset's source file or dataset_info.json; anything else that exists
+    only with `force`."""
+    target = out.expanduser().resolve()
+    if target.name == "dataset_info.json":
+        raise ExportError(
+            f"{out}: that is the dataset_info.json the entry is merged into; name the data file "
+            "otherwise (the entry takes the file's stem)"
+        )
+    for name, source in store.query("SELECT name, source_path FROM datasets ORDER BY dataset_id"):
+        if source and Path(source).expanduser().resolve() == target:
+            raise ExportError(
+                f"{out}: that is the source file of dataset {name!r}; export to another file"
+            )
+    if target.is_dir():
+        raise ExportError(f"{out}: is a folder; --out names the file to write")
+    if target.exists() and not force:
+        raise ExportError(f"{out}: the file exists; give --force to replace it, or another --out")
+
+
+def _empty_message(run_id: int, n_selected: int) -> str:
+    if n_selected:
+        return (
+            f"run {run_id}: the cut leaves no sample (none of the {n_selected} selected has "
+            "IFD < 1); nothing was written"
+        )
+    return (
+        f"run {run_id}: the selection is empty (no sample kept yet); nothing was written and "
+        "dataset_info.json was left unchanged. `srt status` shows where the samples went"
     )
 
 

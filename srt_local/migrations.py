@@ -294,4 +294,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         WHERE coalesce(d.override = 'accept', j.override = 'accept', d.emitted);
         """,
     ),
+    (
+        # Who runs a run: a run left `running` by a process that is gone (kill -9, a lost machine)
+        # is shown as interrupted, and paused when the store is next opened for a run.
+        "m005_i9cli_run_owner",
+        """
+        ALTER TABLE runs ADD COLUMN owner_pid INTEGER;
+        ALTER TABLE runs ADD COLUMN owner_host VARCHAR;
+        """,
+    ),
 ]

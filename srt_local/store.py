@@ -77,6 +77,7 @@ class Store:
         read_only = read_only or sandboxed
         if read_only and not path.exists():
             raise StoreError(f"{path}: no store here yet (run `srt import` or `srt demo` first)")
+        check_store_file(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             con = duckdb.connect(
@@ -85,7 +86,7 @@ class Store:
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StoreBusyError(busy_message(path, exc)) from None
-            raise StoreError(f"{path}: cannot open the store: {exc}") from None
+            raise StoreError(f"{path}: cannot open the store: {exc}{_io_fix(exc)}") from None
         except duckdb.ConnectionException as exc:
             # This process holds the file already, opened otherwise (the TUI holds it read-write).
             raise StoreBusyError(
@@ -104,6 +105,7 @@ class Store:
         path = path or paths.default_db_path()
         if not path.exists():
             raise StoreError(f"{path}: no store here yet (run `srt import` or `srt demo` first)")
+        check_store_file(path)
         folder = Path(tempfile.mkdtemp(prefix="srt-snapshot-"))
         copy = folder / path.name
         shutil.copy2(path, copy)
@@ -303,6 +305,41 @@ class Store:
 
 def _quote(value: str) -> str:
     return value.replace("'", "''")
+
+
+# Bytes 8-11 of every DuckDB database file.
+_DUCKDB_MAGIC = b"DUCK"
+
+
+def check_store_file(path: Path) -> None:
+    """Refuse a --db that exists but is not a DuckDB file (a dataset given by mistake), before
+    anything is opened or written."""
+    if path.is_dir():
+        raise StoreError(f"{path}: is a folder; --db takes a DuckDB file or a new path")
+    if not path.exists():
+        return
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(12)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the store: {exc.strerror}{_io_fix(exc)}") from None
+    if head[8:12] != _DUCKDB_MAGIC:
+        raise StoreError(
+            f"{path}: not a DuckDB store (an existing file of another kind); --db takes a store "
+            "made by srt or a new path, and nothing was written"
+        )
+
+
+def _io_fix(exc: Exception) -> str:
+    """What to do about an I/O error, when the cause is the machine's."""
+    text = str(exc).lower()
+    if "permission denied" in text or "read-only file system" in text:
+        return (
+            "; the folder is not writable: fix its permissions or point --db ($SRT_HOME) elsewhere"
+        )
+    if "no space left" in text:
+        return "; the disk is full: free some space, then retry"
+    return ""
 
 
 def busy_message(path: Path, exc: Exception | None = None) -> str:

@@ -298,7 +298,7 @@ def test_write_then_read_gives_the_pairs(tmp_path: Path, fmt: str, suffix: str) 
     expected = [r.pair for r in ROWS]
     if fmt in ("sharegpt", "messages"):
         # no input field: it follows the instruction after a blank line
-        expected[1] = Pair("Translate.\n\nOù est la gare ?", "", "Where is the station?")
+        expected[1] = Pair("Translate.\nOù est la gare ?", "", "Where is the station?")
     assert [r.pair for r in result.records] == expected
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
     if fmt == "parquet":

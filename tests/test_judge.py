@@ -290,7 +290,9 @@ def test_apply_rejects_losers_as_the_judge_and_a_person_still_wins(
 
     def exported() -> list[str]:
         path = tmp_path / "kept.jsonl"
-        done = srt("export", "1", "--format", "alpaca", "--out", str(path), "--db", str(db))
+        done = srt(
+            "export", "1", "--format", "alpaca", "--out", str(path), "--force", "--db", str(db)
+        )
         assert done.returncode == 0, done.stderr
         return [json.loads(line)["instruction"] for line in path.read_text().splitlines()]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from srt_local.commands.common import UserError, db_option, err_console
+from srt_local.commands.common import UserError, db_option, err_console, json_text, say
 from srt_local.config import load_models
 from srt_local.judge.overrides import apply_verdicts, unapply
 from srt_local.judge.records import AGAINST
@@ -86,25 +85,23 @@ def judge(
     with Store.open(db_path) as store:
         if unapply:
             removed = _unapply(store, run_id)
-            err_console.print(f"removed {removed} judge overrides from run {run_id}")
+            say(f"removed {removed} judge overrides from run {run_id}")
             return
         try:
             summary = asyncio.run(_judge(store, run_id, judge_name, against, seed, limit))
         except JudgeError as exc:
             raise UserError(str(exc)) from None
         if summary.comparisons == 0:
-            err_console.print(f"[yellow]run {run_id} keeps no samples: nothing to judge[/]")
-        err_console.print(
+            say(f"run {run_id} keeps no samples: nothing to judge", "yellow")
+        say(
             f"judged {summary.judged} orders now ({summary.failed} without a verdict, "
-            f"{summary.calls} calls); {summary.already} were stored already",
-            highlight=False,
+            f"{summary.calls} calls); {summary.already} were stored already"
         )
         if apply_:
             n = apply_verdicts(store, run_id, summary.judge_key)
-            err_console.print(
+            say(
                 f"run {run_id}: {n} samples rejected by the judge (lost both orders to their "
-                "original); undo with --unapply",
-                highlight=False,
+                "original); undo with --unapply"
             )
         found = [
             c
@@ -113,8 +110,8 @@ def judge(
         ]
     for comparison in found:
         for line in describe(comparison):
-            err_console.print(line, highlight=False)
-        click.echo(json.dumps(as_json(comparison)))
+            say(line)
+        click.echo(json_text(as_json(comparison)))
 
 
 def _unapply(store: Store, run_id: int) -> int:
@@ -127,9 +124,7 @@ async def _judge(
     store: Store, run_id: int, name: str, against: str, seed: int, limit: int | None
 ) -> JudgeSummary:
     config = load_models()
-    teacher = await open_teacher(
-        name, config, log=lambda line: err_console.print(f"[dim]{line}[/]")
-    )
+    teacher = await open_teacher(name, config, log=lambda line: say(line, "dim"))
     progress = Progress(
         TextColumn("judging"),
         BarColumn(),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from srt_local.commands.common import UserError, db_option, err_console
+from srt_local.commands.common import UserError, db_option, say
 from srt_local.report.figures import ReportError, gather
 from srt_local.report.html import write_report
 from srt_local.store import Store
@@ -39,5 +39,5 @@ def report(run_id: int, out: Path, seed: int, db_path: Path | None) -> None:
         except ReportError as exc:
             raise UserError(str(exc)) from None
     path = write_report(data, out)
-    err_console.print(f"wrote {path}", highlight=False)
+    say(f"wrote {path}")
     click.echo(str(path))

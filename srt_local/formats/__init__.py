@@ -18,6 +18,7 @@ from srt_local.formats.write import (
     ExportRow,
     check_out_path,
     dataset_info_entry,
+    read_dataset_info,
     update_dataset_info,
     write_dataset,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "SourceRecord",
     "check_out_path",
     "dataset_info_entry",
+    "read_dataset_info",
     "read_records",
     "update_dataset_info",
     "write_dataset",

@@ -2,10 +2,11 @@
 
 The container follows the file name: `.json` is one JSON array, `.jsonl` one record per line,
 `.parquet` a table of the alpaca columns. sharegpt and messages records have no `input` field, so
-an input is joined to the instruction with a blank line ("instruction\\n\\ninput"), as LLaMA-Factory
-itself joins alpaca's prompt and query. Every file is written to a temporary name and renamed, so a
-crash never leaves half a file under the real name. Rows are written as they come (a JSON array
-too), so memory does not grow with the selection.
+an input is joined to the instruction with one newline ("instruction\\ninput"), exactly as
+LLaMA-Factory joins an alpaca record's prompt and query: every export format trains on the same
+prompt. Every file is written to a temporary name and renamed, so a crash never leaves half a file
+under the real name. Rows are written as they come (a JSON array too), so memory does not grow with
+the selection.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ class ExportRow:
 
 
 def prompt_text(pair: Pair) -> str:
-    """The user turn of a conversation: the instruction, then the input after a blank line."""
-    return f"{pair.instruction}\n\n{pair.input}" if pair.input else pair.instruction
+    """The user turn of a conversation: the instruction, then the input on the next line, the way
+    LLaMA-Factory builds an alpaca prompt (so alpaca and conversation exports train alike)."""
+    return f"{pair.instruction}\n{pair.input}" if pair.input else pair.instruction
 
 
 def to_record(row: ExportRow, fmt: str, with_scores: bool) -> dict[str, Any]:
@@ -173,24 +175,31 @@ def dataset_info_entry(file_name: str, fmt: str) -> dict[str, Any]:
     return entry
 
 
+def read_dataset_info(directory: Path) -> tuple[Path, dict[str, Any]]:
+    """`directory`/dataset_info.json and its entries ({} when there is none yet). A file that is
+    not a JSON object is refused: it is never overwritten."""
+    path = directory / "dataset_info.json"
+    if not path.exists():
+        return path, {}
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetFileError(
+            f"{path}: not valid JSON ({exc}); fix or move it, then export again"
+        ) from None
+    if not isinstance(loaded, dict):
+        raise DatasetFileError(f"{path}: expected a JSON object of datasets; left unchanged")
+    return path, loaded
+
+
 def update_dataset_info(directory: Path, name: str, entry: dict[str, Any]) -> tuple[Path, bool]:
     """Set `name` in `directory`/dataset_info.json, keeping every other entry.
 
     Returns the file's path and whether an entry of that name was replaced. A file that is not a
-    JSON object is left alone and reported, never overwritten.
+    JSON object is left alone and reported, never overwritten. The new file replaces the old one
+    in one rename, so a reader never sees half of it.
     """
-    path = directory / "dataset_info.json"
-    info: dict[str, Any] = {}
-    if path.exists():
-        try:
-            loaded = json.loads(path.read_text(encoding="utf-8-sig"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DatasetFileError(
-                f"{path}: not valid JSON ({exc}); fix or move it, then export again"
-            ) from None
-        if not isinstance(loaded, dict):
-            raise DatasetFileError(f"{path}: expected a JSON object of datasets; left unchanged")
-        info = loaded
+    path, info = read_dataset_info(directory)
     replaced = name in info
     info[name] = entry
     text = json.dumps(info, ensure_ascii=False, indent=2) + "\n"

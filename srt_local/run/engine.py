@@ -30,6 +30,7 @@ from srt_local.run.method import Paused, Reflections, Unavailable, process_sampl
 from srt_local.run.progress import ProgressTracker, RunProgress
 from srt_local.run.repository import RunRepository, RunRow, RunSettings
 from srt_local.run.vocabulary import RunStatus, Stage
+from srt_local.run_owner import claim
 from srt_local.store import Store
 from srt_local.teachers.base import TeacherServerDown
 
@@ -123,6 +124,7 @@ def run_pipeline(
         scorer_factory or student_factory(config, store),
     )
     repo.set_status(run_id, RunStatus.RUNNING)
+    claim(store, run_id)  # i9: the owner's PID and host, so a killed run shows as interrupted
     try:
         summary = asyncio.run(execution.execute(run, stop))
     except (KeyboardInterrupt, asyncio.CancelledError):

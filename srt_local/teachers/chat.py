@@ -27,6 +27,7 @@ import asyncio
 import hashlib
 import json
 import random
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ from typing import Any, ClassVar
 
 from srt_local.config import Limits, TeacherSpec
 from srt_local.pairs import Pair
-from srt_local.parsing import parse_reply
+from srt_local.parsing import Parsed, parse_reply
 from srt_local.prompts import Prompt, build_prompt, prompt_versions
 from srt_local.teachers.base import ReflectResult, TeacherCall, TeacherError, TeacherServerDown
 
@@ -177,6 +178,7 @@ class ChatTeacher(ABC):
             except TeacherError as exc:
                 # Raised before a request left (a pool with no host left): keep what was sent.
                 raise TeacherError(str(exc), [*result.calls, *exc.calls]) from None
+            unreadable = _make_storable(gen)  # a reply that is not text fails this sample only
             finished = datetime.now(UTC)
             started = gen.started_at or asked
             call = self._call(prompt, options, gen, len(result.calls) + 1, started, finished)
@@ -198,7 +200,7 @@ class ChatTeacher(ABC):
                 if gen.fatal:
                     raise TeacherError(gen.fatal, result.calls)
                 return result
-            parsed = parse_reply(stage, self.output_mode, gen.text, pair, hit_limit=gen.hit_limit)
+            parsed = unreadable or _parse(stage, self.output_mode, gen.text, pair, gen.hit_limit)
             call.outcome = parsed.outcome
             call.reflection = parsed.reflection
             call.error_message = parsed.detail
@@ -303,6 +305,37 @@ def reply_too_long(chars: int, limit: int, text: str | None) -> Generation:
 
 def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+# A lone surrogate (a "\\ud800" escape in the server's JSON) is not text: DuckDB cannot store it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _make_storable(gen: Generation) -> Parsed | None:
+    """Make the reply storable; a failed Parsed when it is not text (it holds lone surrogates, kept
+    in the stored reply as their escapes, so the call is recorded and the reply can be read)."""
+    if gen.thinking is not None:
+        gen.thinking = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", gen.thinking)
+    if gen.text is None:
+        return None
+    found = _LONE_SURROGATE.search(gen.text)
+    if found is None:
+        return None
+    gen.text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", gen.text)
+    return Parsed(
+        "parse_failed",
+        detail=f"the reply holds a lone surrogate (\\u{ord(found.group()):04x}), which is not text",
+    )
+
+
+def _parse(stage: str, mode: str, text: str | None, pair: Pair, hit_limit: bool) -> Parsed:
+    """parse_reply, with a reply too deeply nested (or with too long a number) to read failing
+    this sample alone instead of the run."""
+    try:
+        return parse_reply(stage, mode, text, pair, hit_limit=hit_limit)
+    except (RecursionError, ValueError) as exc:
+        reason = "nests too deeply" if isinstance(exc, RecursionError) else f"is unreadable ({exc})"
+        return Parsed("parse_failed", detail=f"the reply's JSON {reason}")
 
 
 def teacher_key(
