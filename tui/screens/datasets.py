@@ -15,10 +15,10 @@ from textual.containers import Horizontal
 from textual.widgets import Button, Checkbox, Input, Select, Static
 from textual.worker import get_current_worker
 
-from srt_local.formats import FORMATS, DatasetFileError, RecordError
+from srt_local.errors import SrtError
+from srt_local.formats import FORMATS, RecordError
 from srt_local.importer import (
     DEMO_NAME,
-    DatasetExistsError,
     ImportReport,
     demo_file,
     import_dataset,
@@ -196,8 +196,11 @@ class DatasetsPane(Pane):
     @work(thread=True, group="import", exclusive=True, exit_on_error=False)
     def run_import(self, path: Path, fmt: str, name: str | None, strict: bool) -> None:
         try:
-            report = import_dataset(self.ctx.store, path, fmt=fmt, name=name, strict=strict)
-        except (DatasetFileError, DatasetExistsError, OSError) as exc:
+            max_chars = self.ctx.load_models().limits.import_field_chars
+            report = import_dataset(
+                self.ctx.store, path, fmt=fmt, name=name, strict=strict, max_chars=max_chars
+            )
+        except (SrtError, OSError) as exc:
             self.from_thread(self.set_status, f"{exc}", "error")
             return
         self.from_thread(self._imported, report)

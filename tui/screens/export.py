@@ -13,10 +13,12 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Button, Checkbox, Input, Select, Static
 
+from srt_local.errors import SrtError
 from srt_local.exporter import ExportError, ExportReport, export_run
-from srt_local.formats import EXPORT_FORMATS, DatasetFileError
+from srt_local.formats import EXPORT_FORMATS
 from srt_local.textsafe import visible
 from tui.screens.base import RunViewPane
+from tui.widgets.confirm import Confirm
 from tui.widgets.run_picker import RunPicker
 from tui.widgets.status_line import Kind, StatusLine
 
@@ -131,8 +133,30 @@ class ExportPane(RunViewPane):
             self.set_status(str(exc), "error")
             return
         with_scores = self.query_one("#with-scores", Checkbox).value
+        self.confirm_and_write(
+            run_id, fmt, Path(out).expanduser().resolve(), top_k, top_fraction, with_scores
+        )
+
+    @work(group="export-ask", exclusive=True, exit_on_error=False)
+    async def confirm_and_write(
+        self,
+        run_id: int,
+        fmt: str,
+        out: Path,
+        top_k: int | None,
+        top_fraction: float | None,
+        with_scores: bool,
+    ) -> None:
+        """Ask before replacing a file (export refuses to without `force`), then write."""
+        force = False
+        if out.exists() and not out.is_dir():
+            force = await self.app.push_screen_wait(
+                Confirm(f"{out} exists. Replace it?", yes="Replace", no="Keep it")
+            )
+            if not force:
+                return
         self.set_status("exporting…", "")
-        self.write(run_id, fmt, Path(out).expanduser().resolve(), top_k, top_fraction, with_scores)
+        self.write(run_id, fmt, out, top_k, top_fraction, with_scores, force)
 
     @work(thread=True, group="export", exclusive=True, exit_on_error=False)
     def write(
@@ -143,6 +167,7 @@ class ExportPane(RunViewPane):
         top_k: int | None,
         top_fraction: float | None,
         with_scores: bool,
+        force: bool = False,
     ) -> None:
         try:
             report = export_run(
@@ -153,8 +178,9 @@ class ExportPane(RunViewPane):
                 top_k=top_k,
                 top_fraction=top_fraction,
                 with_scores=with_scores,
+                force=force,
             )
-        except (ExportError, DatasetFileError, OSError) as exc:
+        except (SrtError, OSError) as exc:
             self.from_thread(self.set_status, str(exc), "error")
             return
         self.from_thread(self._written, report)
