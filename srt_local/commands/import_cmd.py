@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from srt_local.commands.common import UserError, db_option, err_console
 from srt_local.config import load_models
@@ -55,8 +56,10 @@ def import_(file: Path, fmt: str, name: str | None, strict: bool, db_path: Path 
         db = store.path
     if report.already_imported:
         err_console.print(
-            f"{file}: already imported as dataset {report.name!r} "
-            f"(id {report.dataset_id}); nothing to do",
+            Text(
+                f"{file}: already imported as dataset {report.name!r} "
+                f"(id {report.dataset_id}); nothing to do"
+            ),
             highlight=False,
             soft_wrap=True,
         )
@@ -79,7 +82,7 @@ def import_(file: Path, fmt: str, name: str | None, strict: bool, db_path: Path 
 
 
 def _print_summary(report: ImportReport) -> None:
-    table = Table(title=f"Dataset {report.name!r}", title_justify="left", show_header=False)
+    table = Table(title=Text(f"Dataset {report.name!r}"), title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
     table.add_row("format", report.format)

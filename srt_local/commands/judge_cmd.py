@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from srt_local.commands.common import UserError, db_option, err_console
 from srt_local.config import load_models
@@ -128,7 +129,7 @@ async def _judge(
 ) -> JudgeSummary:
     config = load_models()
     teacher = await open_teacher(
-        name, config, log=lambda line: err_console.print(f"[dim]{line}[/]")
+        name, config, log=lambda line: err_console.print(Text(line, style="dim"))
     )
     progress = Progress(
         TextColumn("judging"),

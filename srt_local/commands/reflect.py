@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
+from rich.text import Text
 
 from srt_local.commands.common import EXIT_FAILED, UserError, db_option, err_console
 from srt_local.config import load_models
@@ -83,7 +85,7 @@ def reflect(
     except DatasetFileError as exc:
         raise UserError(str(exc)) from None
     for error in read.errors[:10]:
-        err_console.print(f"[yellow]skipped:[/] {error}", highlight=False)
+        err_console.print(f"[yellow]skipped:[/] {escape(str(error))}", highlight=False)
     if len(read.errors) > 10:
         err_console.print(f"[yellow]skipped:[/] {len(read.errors) - 10} more bad records")
     records = read.records[:limit] if limit else read.records
@@ -97,14 +99,14 @@ def reflect(
                 name,
                 config,
                 concurrency,
-                log=lambda line: err_console.print(line, highlight=False),
+                log=lambda line: err_console.print(Text(line), highlight=False),
             )
         except TeacherError as exc:
             done = len(job.lines)
             if done:
                 _write(out_path, job.lines)
             err_console.print(
-                f"[bold red]error:[/] {exc}\n{done} of {len(records)} samples were done"
+                f"[bold red]error:[/] {escape(str(exc))}\n{done} of {len(records)} samples were done"
                 + (f" and written to {out_path}" if done and out_path else ""),
                 highlight=False,
             )

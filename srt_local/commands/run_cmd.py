@@ -14,6 +14,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from srt_local.commands.common import UserError, db_option, err_console
 from srt_local.config import load_models
@@ -26,7 +27,7 @@ from srt_local.pipeline import (
 )
 from srt_local.run.vocabulary import RunStatus
 from srt_local.run_status import latest_run_id, list_runs, run_status
-from srt_local.store import Store
+from srt_local.store import Store, StoreBusyError
 
 
 def execute(store: Store, options: RunOptions, quiet: bool = False) -> RunSummary:
@@ -61,7 +62,7 @@ def execute(store: Store, options: RunOptions, quiet: bool = False) -> RunSummar
         )
 
     def log(message: str) -> None:
-        progress.console.print(f"[dim]{message}[/]", highlight=False)
+        progress.console.print(Text(message, style="dim"), highlight=False)
 
     with progress:
         summary = run_pipeline(store, run_id, config, progress=show, log=log)
@@ -70,8 +71,12 @@ def execute(store: Store, options: RunOptions, quiet: bool = False) -> RunSummar
 
 def print_summary(summary: RunSummary, store: Store) -> None:
     err_console.print(
-        f"run {summary.run_id}: [bold]{summary.status}[/] in {summary.elapsed_s:.0f}s, "
-        f"teacher {summary.teacher}, {summary.teacher_calls} teacher calls"
+        Text.assemble(
+            f"run {summary.run_id}: ",
+            (str(summary.status), "bold"),
+            f" in {summary.elapsed_s:.0f}s, teacher {summary.teacher}, "
+            f"{summary.teacher_calls} teacher calls",
+        )
     )
     table = Table("kept", "rejected", *[f"branch {b}" for b in sorted(summary.by_branch)])
     table.add_row(
@@ -151,7 +156,12 @@ def run(
 @db_option
 def status(run_id: int | None, db_path: Path | None) -> None:
     """Per-stage counts, failures by kind, throughput and ETA of RUN (default: the latest)."""
-    with Store.open(db_path, read_only=True) as store:
+    try:
+        opened = Store.open(db_path, read_only=True)
+    except StoreBusyError:
+        # A run (or the TUI) holds the store while it writes: read a copy taken now.
+        opened = Store.open_snapshot(db_path)
+    with opened as store:
         run_id = run_id if run_id is not None else latest_run_id(store)
         if run_id is None:
             raise UserError(f"no runs in {store.path} yet: `srt run DATASET` starts one")
@@ -160,7 +170,8 @@ def status(run_id: int | None, db_path: Path | None) -> None:
         except LookupError as exc:
             runs = ", ".join(str(r["run_id"]) for r in list_runs(store)) or "none"
             raise UserError(f"{exc} (runs: {runs})") from None
-    table = Table(title=f"run {st.run_id} on {st.dataset}: {st.status}", title_justify="left")
+    # Names and errors are data (a dataset may be called "[/x]"): Text, never markup.
+    table = Table(title=Text(f"run {st.run_id} on {st.dataset}: {st.status}"), title_justify="left")
     table.add_column("stage")
     table.add_column("done", justify="right")
     table.add_column("of", justify="right")
@@ -168,7 +179,7 @@ def status(run_id: int | None, db_path: Path | None) -> None:
         table.add_row(name, str(done), str(st.samples))
     err_console.print(table)
     err_console.print(
-        f"teacher {st.teacher}, student {st.student}; {st.teacher_calls} teacher calls"
+        Text(f"teacher {st.teacher}, student {st.student}; {st.teacher_calls} teacher calls")
     )
     err_console.print(
         f"kept {st.kept}; branches: "
@@ -180,4 +191,4 @@ def status(run_id: int | None, db_path: Path | None) -> None:
         eta = f", ETA {st.eta_s / 60:.1f} min" if st.eta_s is not None else ""
         err_console.print(f"throughput {st.decisions_per_min:.1f} samples/min{eta}")
     if st.error:
-        err_console.print(f"[red]error: {st.error}[/]")
+        err_console.print(Text(f"error: {st.error}", style="red"))
