@@ -15,6 +15,7 @@ from rich.text import Text
 
 from srt_local.commands.common import db_option
 from srt_local.readonly_sql import open_reader, run_sql
+from srt_local.visible import visible
 
 
 def _jsonable(value: Any) -> Any:
@@ -59,11 +60,12 @@ def sql(query: str, fmt: str, snapshot: bool, db_path: Path | None) -> None:
                 )
             )
     else:
-        # Text, not str: a cell (or a column name) is data, never Rich markup.
+        # Text, not str: a cell (or a column name) is data, never Rich markup; its control
+        # characters are shown, not sent to the terminal (CSV and JSON keep the data as it is).
         table = Table()
         for name in names:
-            table.add_column(Text(name))
+            table.add_column(Text(visible(name)))
         for row in rows:
-            table.add_row(*[Text("NULL" if v is None else str(v)) for v in row])
+            table.add_row(*[Text("NULL" if v is None else visible(str(v))) for v in row])
         Console().print(table)
         click.echo(f"{len(rows)} row{'s' if len(rows) != 1 else ''}", err=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -13,12 +14,27 @@ from textual.widget import Widget
 from textual.widgets import Static
 from textual_fastdatatable import ArrowBackend
 
+from srt_local.visible import CONTROL, visible
+
 if TYPE_CHECKING:
     from textual_fastdatatable import DataTable
 else:
     from textual_fastdatatable.data_table import DataTable
 
-__all__ = ["ArrowTable", "DataTable", "RowTable"]
+__all__ = ["ArrowTable", "DataTable", "RowTable", "shown"]
+
+
+def shown(data: pa.Table) -> pa.Table:
+    """`data` with the control characters of its text columns made visible: a stored ANSI escape
+    is shown, never sent to the terminal."""
+    for i, field in enumerate(data.schema):
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        column = data.column(i)
+        if pc.any(pc.match_substring_regex(column, CONTROL.pattern)).as_py():
+            texts = [None if v is None else visible(v) for v in column.to_pylist()]
+            data = data.set_column(i, field, pa.array(texts, type=field.type))
+    return data
 
 
 class RowTable(DataTable, inherit_bindings=False):
@@ -105,7 +121,7 @@ class ArrowTable(Vertical):
             new = Static(empty or self._empty, classes="empty")
         else:
             new = RowTable(
-                backend=ArrowBackend(data),
+                backend=ArrowBackend(shown(data)),
                 cursor_type="row",
                 show_row_labels=False,
                 max_column_content_width=self._max_width,

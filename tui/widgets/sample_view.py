@@ -9,6 +9,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from srt_local.review import SampleDetail, VersionView, word_diff
+from srt_local.visible import visible
 
 REMOVED = "strike on $error 25%"
 ADDED = "bold on $success 25%"
@@ -33,7 +34,7 @@ def side(title: str, mine: VersionView, other: VersionView, style: str) -> Conte
     ):
         if label == "input" and not a and not b:
             continue
-        left, _right = word_diff(a, b)
+        left, _right = word_diff(visible(a), visible(b))
         parts += ["\n", (label, "italic $text-muted"), "\n", diffed(left, style), "\n"]
     status = "" if mine.score_status in (None, "ok") else f" ({mine.score_status})"
     if mine.score_status is None:
@@ -54,7 +55,7 @@ def headline(d: SampleDetail) -> Content:
         (kept, "bold $success" if d.kept else "bold $error"),
         f" ({why})\n",
         ("reason: ", "$text-muted"),
-        d.reason,
+        visible(d.reason),
     )
 
 
@@ -63,7 +64,12 @@ def critiques(d: SampleDetail) -> Content:
     for kind in ("Q", "A", "QA"):
         v = d.versions.get(kind)
         if v is not None and v.critique:
-            parts += [(f"teacher's critique ({kind})", HEADING), "\n", v.critique.strip(), "\n\n"]
+            parts += [
+                (f"teacher's critique ({kind})", HEADING),
+                "\n",
+                visible(v.critique.strip()),
+                "\n\n",
+            ]
     for kind, outcome in sorted(d.failures.items()):
         parts += [(f"{kind} could not be made: ", "bold $error"), outcome, "\n"]
     return Content.assemble(*parts) if parts else Content("no critique stored")
