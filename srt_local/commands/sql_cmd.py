@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,29 @@ from srt_local.readonly_sql import open_reader, run_sql
 
 
 def _jsonable(value: Any) -> Any:
+    """A DuckDB value as JSON: lists, structs and maps nested (not their Python repr), and a
+    non-finite float as null (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, str | int | float | bool) or value is None:
         return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
     return str(value)
+
+
+def _json_keys(names: list[str]) -> list[str]:
+    """Column names as JSON keys: a repeated name gets a suffix (a, a_1), so no value is lost."""
+    keys: list[str] = []
+    for name in names:
+        key, n = name, 0
+        while key in keys:
+            n += 1
+            key = f"{name}_{n}"
+        keys.append(key)
+    return keys
 
 
 @click.command()
@@ -49,8 +70,9 @@ def sql(query: str, fmt: str, snapshot: bool, db_path: Path | None) -> None:
         writer.writerow(names)
         writer.writerows(rows)
     elif fmt == "json":
+        keys = _json_keys(names)
         for row in rows:
-            click.echo(json_text({k: _jsonable(v) for k, v in zip(names, row, strict=True)}))
+            click.echo(json_text({k: _jsonable(v) for k, v in zip(keys, row, strict=True)}))
     else:
         # Text cells: a cell (or a column name) is data, never Rich markup; controls made visible.
         table = Table()

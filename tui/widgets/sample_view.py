@@ -37,7 +37,7 @@ def side(title: str, mine: VersionView, other: VersionView, style: str) -> Conte
     ):
         if label == "input" and not a and not b:
             continue
-        left, _right = word_diff(a, b)
+        left, _right = word_diff(visible(a), visible(b))
         parts += ["\n", (label, "italic $text-muted"), "\n", diffed(left, style), "\n"]
     status = "" if mine.score_status in (None, "ok") else f" ({mine.score_status})"
     if mine.score_status is None:
