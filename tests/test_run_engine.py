@@ -6,6 +6,7 @@ takes milliseconds.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from srt_local.run.protocols import Reflector, Scorer
 from srt_local.run.repository import RunRepository, RunRow, RunSettings
 from srt_local.run.vocabulary import Kind, RunStatus, Stage
 from srt_local.store import Store
-from srt_local.teachers.base import TeacherError
+from srt_local.teachers.base import ReflectResult, TeacherError
 from tests.fakes import (
     FATAL,
     OK,
@@ -243,6 +244,33 @@ def test_fatal_teacher_error_fails_the_run_and_keeps_the_calls(
         (sample_id, "ori", "error")
     ]
     assert store.query("SELECT count(*) FROM decisions")[0][0] == 0
+
+
+class _SlowOk(FakeReflector):
+    """Fatal at once for `doomed`; every other request answers after a while."""
+
+    def __init__(self, doomed: Pair) -> None:
+        super().__init__(lambda _s, p: FATAL if p == doomed else OK)
+        self.doomed = doomed
+
+    async def reflect(self, stage: str, pair: Pair) -> ReflectResult:
+        if pair != self.doomed:
+            await asyncio.sleep(0.05)
+        return await super().reflect(stage, pair)
+
+
+def test_a_fatal_error_lets_the_requests_in_flight_finish_and_be_stored(
+    tmp_path: Path, config: ModelsConfig
+) -> None:
+    store, run_id = make_run(tmp_path, PAIRS[:2])
+    reflector = _SlowOk(PAIRS[0])
+    with pytest.raises(TeacherError, match="gone"):
+        execute(store, run_id, config, reflector, FakeScorer())
+    # The other sample's reply came after the error, and is stored all the same.
+    outcomes = sorted(r[0] for r in store.query("SELECT outcome FROM teacher_calls"))
+    assert outcomes == ["error", "ok"]
+    assert store.query("SELECT count(*) FROM versions WHERE kind = 'Q'")[0][0] == 1
+    assert store.query("SELECT status FROM runs")[0][0] == "failed"
 
 
 def test_unscorable_version_is_named_in_the_reason(tmp_path: Path, config: ModelsConfig) -> None:

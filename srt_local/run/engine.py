@@ -32,7 +32,7 @@ from srt_local.run.repository import RunRepository, RunRow, RunSettings
 from srt_local.run.vocabulary import RunStatus, Stage
 from srt_local.run_owner import claim
 from srt_local.store import Store
-from srt_local.teachers.base import TeacherServerDown
+from srt_local.teachers.base import TeacherError, TeacherServerDown
 
 
 @dataclass(frozen=True)
@@ -229,6 +229,7 @@ class _Workers:
         self.pending: asyncio.Queue[tuple[int, Pair]] = asyncio.Queue()
         self.abandoned = 0
         self.stop: threading.Event | None = None
+        self.fatal: TeacherError | None = None  # the first error that stops the run
 
     async def run(self, todo: list[tuple[int, Pair]], stop: threading.Event | None) -> RunStatus:
         for item in todo:
@@ -241,12 +242,14 @@ class _Workers:
             for task in workers:
                 task.cancel()
             self.tracker.emit(force=True)
+        if self.fatal is not None:
+            raise self.fatal
         if self.stopping() and not self.pending.empty():
             return RunStatus.PAUSED
         return RunStatus.INCOMPLETE if self.abandoned else RunStatus.DONE
 
     def stopping(self) -> bool:
-        return self.stop is not None and self.stop.is_set()
+        return self.fatal is not None or (self.stop is not None and self.stop.is_set())
 
     async def worker(self) -> None:
         # A stop takes no new sample and lets the samples in flight finish the step they are on
@@ -267,6 +270,13 @@ class _Workers:
                 )
             except Paused:
                 self.pending.put_nowait((sid, pair))  # not decided: the run is not done
+                continue
+            except TeacherError as exc:
+                # The run stops (a dead teacher, a lasting server error), but like a pause: the
+                # other workers finish and store the step they are on, so no request already
+                # made is lost; the error is raised once they have.
+                self.fatal = self.fatal or exc
+                self.pending.put_nowait((sid, pair))
                 continue
             finally:
                 tracker.in_flight -= 1
