@@ -16,6 +16,7 @@ from typing import Any
 
 from srt_local import paths
 from srt_local.errors import SrtError
+from srt_local.executors import RaySettings
 from srt_local.teachers.registry import BACKENDS as REGISTERED
 
 TEMPLATES = ("vicuna", "alpaca", "wizardlm", "none", "chat")
@@ -94,6 +95,7 @@ class ModelsConfig:
     students: Mapping[str, StudentSpec]
     teachers: Mapping[str, TeacherSpec]
     files: tuple[Path, ...]
+    ray: RaySettings = field(default_factory=RaySettings)
 
     def student(self, name: str) -> StudentSpec:
         """A named student, or an ad-hoc one for a path ending in .gguf."""
@@ -288,6 +290,28 @@ def _parse_teacher(name: str, data: Mapping[str, Any], file: Path) -> TeacherSpe
     return spec
 
 
+def _parse_ray(data: Mapping[str, Any], file: Path, base: RaySettings) -> RaySettings:
+    """`[ray]`: where `--executor ray` finds its cluster; later files override single keys."""
+    t = _Table(data, file, "ray")
+    count = (lambda v: v >= 1, "at least 1")
+    settings = RaySettings(
+        address=t.get("address", str, base.address),
+        node_ip=t.get("node_ip", str, base.node_ip),
+        workers=t.check("workers", t.get("workers", int, base.workers), *count),
+        threads=t.check("threads", t.get("threads", int, base.threads), *count),
+        batch_size=t.check("batch_size", t.get("batch_size", int, base.batch_size), *count),
+        in_flight=t.check("in_flight", t.get("in_flight", int, base.in_flight), *count),
+        max_restarts=t.check(
+            "max_restarts",
+            t.get("max_restarts", int, base.max_restarts),
+            lambda v: v >= 0,
+            "0 or more",
+        ),
+    )
+    t.reject_unknown()
+    return settings
+
+
 def _read_toml(file: Path) -> dict[str, Any]:
     try:
         with file.open("rb") as fh:
@@ -316,6 +340,7 @@ def load_models(extra: Path | None = None) -> ModelsConfig:
     defaults: dict[str, Any] = {}
     students: dict[str, StudentSpec] = {}
     teachers: dict[str, TeacherSpec] = {}
+    ray = RaySettings()
     read: list[Path] = []
     for file in files:
         if not file.is_file():
@@ -338,8 +363,9 @@ def load_models(extra: Path | None = None) -> ModelsConfig:
             if not isinstance(tdata, dict):
                 raise ConfigError(f"{file}: [teachers.{name}]: expected a table")
             teachers[name] = _parse_teacher(name, tdata, file)
+        ray = _parse_ray(top.get("ray", dict, {}), file, ray)
         top.reject_unknown()
-    config = ModelsConfig(Defaults(**defaults), students, teachers, tuple(read))
+    config = ModelsConfig(Defaults(**defaults), students, teachers, tuple(read), ray)
     _check_defaults(config)
     return config
 

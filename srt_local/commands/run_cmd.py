@@ -16,7 +16,9 @@ from rich.progress import (
 from rich.table import Table
 
 from srt_local.commands.common import UserError, db_option, err_console
+from srt_local.commands.executor_opts import executor_options, ray_settings
 from srt_local.config import load_models
+from srt_local.executors import RaySettings, ray_scorer_factory
 from srt_local.pipeline import (
     RunOptions,
     RunProgress,
@@ -29,8 +31,12 @@ from srt_local.run_status import latest_run_id, list_runs, run_status
 from srt_local.store import Store
 
 
-def execute(store: Store, options: RunOptions, quiet: bool = False) -> RunSummary:
-    """Prepare (or find) the run for these options and drive it to its end with a progress display."""
+def execute(
+    store: Store, options: RunOptions, quiet: bool = False, ray: RaySettings | None = None
+) -> RunSummary:
+    """Prepare (or find) the run for these options and drive it to its end with a progress display.
+
+    With `ray`, the student scores on Ray actors; the teacher and the store stay here."""
     config = load_models()
     run_id = prepare_run(store, options, config)
     progress = Progress(
@@ -63,8 +69,11 @@ def execute(store: Store, options: RunOptions, quiet: bool = False) -> RunSummar
     def log(message: str) -> None:
         progress.console.print(f"[dim]{message}[/]", highlight=False)
 
+    scorer_factory = ray_scorer_factory(ray, config, store, log) if ray is not None else None
     with progress:
-        summary = run_pipeline(store, run_id, config, progress=show, log=log)
+        summary = run_pipeline(
+            store, run_id, config, progress=show, log=log, scorer_factory=scorer_factory
+        )
     return summary
 
 
@@ -113,6 +122,7 @@ def print_summary(summary: RunSummary, store: Store) -> None:
     help="Reflect the responses of both branches (A and QA), so later students need no "
     "teacher call at all.",
 )
+@executor_options
 @db_option
 def run(
     dataset: str,
@@ -122,6 +132,10 @@ def run(
     concurrency: int | None,
     emit_unreflected: bool,
     full_grid: bool,
+    executor: str,
+    ray_address: str | None,
+    ray_node_ip: str | None,
+    workers: int | None,
     db_path: Path | None,
 ) -> None:
     """Run Selective Reflection-Tuning on an imported DATASET; the same command again resumes.
@@ -131,6 +145,7 @@ def run(
     r-IFD < 1. Ctrl-C stops cleanly: what was stored is kept.
     """
     config = load_models()
+    ray = ray_settings(config, executor, ray_address, ray_node_ip, workers)
     options = RunOptions(
         dataset=dataset,
         teacher=teacher or config.defaults.teacher,
@@ -141,7 +156,7 @@ def run(
         full_grid=full_grid,
     )
     with Store.open(db_path) as store:
-        summary = execute(store, options)
+        summary = execute(store, options, ray=ray)
         print_summary(summary, store)
         click.echo(summary.run_id)
 
