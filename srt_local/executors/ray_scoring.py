@@ -245,7 +245,10 @@ class RayScoringPool:
         self.stats = PoolStats()
         self.tokens = 0
         self.busy = [0] * len(actors)
-        self.deaths = [0] * len(actors)  # batches lost in a row; past the limit the actor is gone
+        self.down = [False] * len(actors)  # died, waiting for Ray to restart it
+        self.dead = [False] * len(actors)  # failed to come back more than max_restarts times
+        self.deaths = [0] * len(actors)  # failed probes in a row
+        self.probes: dict[Any, int] = {}
         self.in_flight: dict[Any, tuple[int, _Batch]] = {}
         self.retry: collections.deque[_Batch] = collections.deque()
         self.items: queue.PriorityQueue[tuple[int, int, Pair]] = queue.PriorityQueue()
@@ -321,30 +324,32 @@ class RayScoringPool:
         try:
             while not self.stopping.is_set():
                 self._fill()
-                if self.in_flight:
-                    ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=POLL_S)
+                waiting = [*self.in_flight, *self.probes]
+                if waiting:
+                    ready, _ = ray.wait(waiting, num_returns=1, timeout=POLL_S)
                     for ref in ready:
-                        self._finish(ref)
+                        if ref in self.probes:
+                            self._probed(ref)
+                        else:
+                            self._finish(ref)
                 else:
                     self.wake.wait(0.1)
                     self.wake.clear()
         except BaseException as exc:  # the pool cannot go on: every waiter learns why
             self._fail_all(exc)
 
-    def _live(self) -> list[int]:
-        # One death fails every batch the actor held, so losses are counted in batches.
-        limit = (self.settings.max_restarts + 1) * self.settings.in_flight
-        return [i for i, d in enumerate(self.deaths) if d < limit]
-
     def _fill(self) -> None:
         while True:
-            live = self._live()
-            if not live:
+            if all(self.dead):
                 raise ExecutorError(
-                    f"all {len(self.actors)} Ray student actors died more than "
-                    f"{self.settings.max_restarts} times in a row"
+                    f"all {len(self.actors)} Ray student actors are gone (each died more than "
+                    f"{self.settings.max_restarts} times in a row)"
                 )
-            free = [i for i in live if self.busy[i] < self.settings.in_flight]
+            free = [
+                i
+                for i in range(len(self.actors))
+                if not self.dead[i] and not self.down[i] and self.busy[i] < self.settings.in_flight
+            ]
             if not free:
                 return
             batch = self.retry.popleft() if self.retry else self._take()
@@ -356,6 +361,29 @@ class RayScoringPool:
             self.in_flight[ref] = (i, batch)
             batch.attempts += 1
             self.stats.sent_pairs += len(batch.pairs)
+
+    def _lost(self, i: int) -> None:
+        """Actor `i` died: send it nothing until a probe answers (Ray restarts it meanwhile)."""
+        if self.down[i]:
+            return
+        self.down[i] = True
+        self.probes[self.actors[i].key.remote()] = i
+
+    def _probed(self, ref: Any) -> None:
+        i = self.probes.pop(ref)
+        try:
+            ray.get(ref)
+        except LOST as exc:
+            self.deaths[i] += 1
+            if self.deaths[i] > self.settings.max_restarts:
+                self.dead[i] = True
+                self.log(f"ray: actor {i} is gone ({_cause(exc)})")
+                return
+            self.probes[self.actors[i].key.remote()] = i
+            return
+        self.down[i] = False
+        self.deaths[i] = 0
+        self.log(f"ray: actor {i} is back")
 
     def _take(self) -> _Batch | None:
         """The next batch of pairs the store does not have (answering those it has)."""
@@ -389,7 +417,7 @@ class RayScoringPool:
         try:
             scores, tokens = ray.get(ref)
         except LOST as exc:
-            self.deaths[i] += 1
+            self._lost(i)
             self.stats.resent += 1
             if batch.attempts >= MAX_ATTEMPTS:
                 self._fail(batch, ExecutorError(f"a batch's Ray actor died {batch.attempts} times"))
@@ -400,7 +428,6 @@ class RayScoringPool:
             self.retry.appendleft(batch)
             return
         except RayTaskError as exc:
-            self.deaths[i] = 0
             self._fail(batch, exc.as_instanceof_cause())
             return
         self.deaths[i] = 0
@@ -409,6 +436,8 @@ class RayScoringPool:
         scored = list(zip(batch.hashes, scores, strict=True))
         if self.store is not None:
             store_scores(self.store, self.key, scored)  # before the waiters learn of it
+        if self.stats.batches == 1:
+            self.log(f"ray: first batch back ({len(scored)} pairs)")
         self._resolve(scored)
 
     def _resolve(self, scored: list[tuple[str, PairScore]]) -> None:
