@@ -3,11 +3,9 @@
 #
 #   scripts/ray_two_node.sh PAIRS.jsonl > scores.jsonl
 #
-# The head node binds 127.0.0.1 (Ray rewrites 127.0.0.1 to the machine's network address unless
-# told it runs on one machine: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 is that switch). The second
-# node joins 127.0.0.1:PORT without --node-ip-address: Ray then takes the address from which it
-# reaches the head, 127.0.0.1 (an explicit --node-ip-address=127.0.0.1 would be rewritten). Each
-# node has one CPU, so the two student actors land one on each.
+# Both nodes bind 127.0.0.1 (`--node-ip-address=127.0.0.1`). `ray start` would rewrite
+# 127.0.0.1 to the machine's network address; scripts/ray_loopback_node.py is `ray start`
+# without that rewrite. Each node has one CPU, so the two student actors land one on each.
 #
 # At the end both nodes are stopped by their process groups, not with `ray stop`, which stops
 # every Ray process on the machine, other people's clusters included.
@@ -15,12 +13,16 @@ set -euo pipefail
 
 pairs=${1:?usage: ray_two_node.sh PAIRS.jsonl}
 python=${PYTHON:-.venv/bin/python}
-ray_cli="$(dirname "$python")/ray"
+node=("$python" "$(dirname "$0")/ray_loopback_node.py")
 export RAY_USAGE_STATS_ENABLED=0
 export OMP_WAIT_POLICY=PASSIVE
 
 port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 tmp=$(mktemp -d /tmp/srt-ray2.XXXXXX)
+# Ray's token authentication, with a token of this cluster's own (not ~/.ray's): the nodes and
+# the srt driver all read it from here.
+export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$tmp/auth_token"
+"$python" -c 'import secrets; print(secrets.token_hex(32))' >"$RAY_AUTH_TOKEN_PATH"
 head_pid="" worker_pid=""
 
 stop_nodes() {
@@ -44,9 +46,9 @@ stop_nodes() {
 trap stop_nodes EXIT
 
 # setsid: each node in a process group of its own, so that it can be stopped whole.
-RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 setsid "$ray_cli" start --head --block \
+setsid "${node[@]}" start --head --block \
     --node-ip-address=127.0.0.1 --port="$port" --num-cpus=1 --include-dashboard=false \
-    --temp-dir="$tmp" >"$tmp.head.log" 2>&1 &
+    --temp-dir="$tmp/ray" >"$tmp.head.log" 2>&1 &
 head_pid=$!
 
 "$python" - "$port" <<'PY'
@@ -61,13 +63,16 @@ while time.monotonic() < deadline:
 sys.exit("the head node did not come up")
 PY
 
-setsid "$ray_cli" start --block --address="127.0.0.1:$port" --num-cpus=1 \
+setsid "${node[@]}" start --block --address="127.0.0.1:$port" \
+    --node-ip-address=127.0.0.1 --num-cpus=1 \
     >"$tmp.worker.log" 2>&1 &
 worker_pid=$!
 
 # Wait until both nodes are alive, and check that both announce loopback.
-RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 "$python" - "$port" <<'PY'
+"$python" - "$port" <<'PY'
 import sys, time, ray
+from ray._private import ray_constants
+ray_constants.ENABLE_RAY_CLUSTER = False  # this driver's own address: loopback, as srt's
 ray.init(address=f"127.0.0.1:{sys.argv[1]}", log_to_driver=False, logging_level="ERROR")
 deadline = time.monotonic() + 120
 while time.monotonic() < deadline:
