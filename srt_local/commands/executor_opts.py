@@ -69,7 +69,8 @@ def ray_settings(
             if value is not None
         ]
         if given:
-            raise UserError(f"{', '.join(given)} need --executor ray")
+            verb = "needs" if len(given) == 1 else "need"
+            raise UserError(f"{', '.join(given)} {verb} --executor ray")
         return None
     require_ray()
     return config.ray.with_overrides(address, node_ip, workers)
