@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from srt_local.config import load_models
-from srt_local.executors import RaySettings, ray_scorer_factory
+from srt_local.executors import ExecutorError, RaySettings, ray_scorer_factory
 from srt_local.importer import import_dataset
 from srt_local.pipeline import RunOptions, prepare_run, run_pipeline
 from srt_local.store import Store
@@ -176,6 +176,24 @@ def test_cluster_binds_loopback_only(cluster: str) -> None:
     ]
     assert sockets, "the cluster's processes listen somewhere"
     assert all(LOOPBACK_LISTEN.match(s) for s in sockets), sockets
+
+
+def test_workers_the_cluster_cannot_place_are_an_error(cluster: str) -> None:
+    spec = load_models().student(STUDENT)
+    with pytest.raises(ExecutorError, match="need 3 CPUs, the cluster has 2"):
+        ray_scoring.open_pool(RaySettings(workers=3), spec, None, None, print)
+
+
+def test_ray_options_without_the_ray_executor_are_an_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from srt_local.cli import cli
+
+    pairs = tmp_path / "p.jsonl"
+    pairs.write_text(json.dumps(PAIRS[0]) + "\n")
+    result = CliRunner().invoke(cli, ["score", str(pairs), "--workers", "2"])
+    assert result.exit_code == 2
+    assert "--workers needs --executor ray" in result.output
 
 
 def test_ray_run_decides_as_a_local_run(

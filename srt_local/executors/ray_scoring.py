@@ -156,6 +156,14 @@ def open_pool(
         gpus = int(resources.get("GPU", 0))
         cpus = int(resources.get("CPU", 1))
         workers = settings.workers or (gpus or max(1, cpus // settings.threads))
+        # Actors the cluster can never place would wait forever: say so instead.
+        if gpus and workers > gpus:
+            raise ExecutorError(f"{workers} Ray workers asked for, the cluster has {gpus} GPU(s)")
+        if not gpus and workers * settings.threads > cpus:
+            raise ExecutorError(
+                f"{workers} Ray workers of {settings.threads} thread(s) need "
+                f"{workers * settings.threads} CPUs, the cluster has {cpus}"
+            )
         options: dict[str, Any] = {
             "num_cpus": 1 if gpus else settings.threads,
             "num_gpus": 1 if gpus else 0,
