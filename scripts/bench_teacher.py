@@ -1,6 +1,14 @@
-"""How close the Ollama teacher comes to the ideal stage time, against a server of fixed latency.
+"""How close the Ollama teacher comes to the ideal stage time, against a server of fixed latency;
+with --embedded, the embedded teacher's replies/s at concurrency 1 and 4.
 
     .venv/bin/python scripts/bench_teacher.py [--n 200] [--concurrency 8] [--latency 0.2]
+    .venv/bin/python scripts/bench_teacher.py --embedded [--n 8] [--reference]
+
+--embedded runs the shipped embedded teacher (the real SmolLM2 GGUF, its models.toml options) on
+`n` distinct pairs at concurrency 1 and then 4, and prints replies/s, generated tokens/s and the
+CPU seconds used, and whether both gave the same replies. --reference also times
+llama-cpp-python's create_chat_completion one request at a time on the same prompts (the
+embedded teacher before batched decoding). Target: concurrency 4 >= 2x the replies/s of 1.
 
 The server (tests/ollama_server.py) answers every chat request after `latency` seconds and runs
 `concurrency` requests at once, like an Ollama with OLLAMA_NUM_PARALLEL=concurrency. With no
@@ -12,22 +20,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
-
-from ollama_server import OllamaTestServer  # noqa: E402
 
 from srt_local.config import TeacherOptions, TeacherSpec  # noqa: E402
 from srt_local.pairs import Pair  # noqa: E402
 from srt_local.teachers.ollama import OllamaTeacher  # noqa: E402
+from tests.ollama_server import OllamaTestServer  # noqa: E402
 
 TARGET = 1.1
+EMBEDDED_TARGET = 2.0  # concurrency 4 against concurrency 1, replies/s
 
 
 def pairs(n: int) -> list[Pair]:
@@ -48,7 +57,8 @@ def pairs(n: int) -> list[Pair]:
 async def bench(
     n: int, concurrency: int, latency: float, stage: str, output: str, stream: bool
 ) -> float:
-    with OllamaTestServer(latency=latency, parallel=concurrency) as server:
+    # Four streamed parts a reply: the client's cost, not the test server's one-part-per-token.
+    with OllamaTestServer(latency=latency, parallel=concurrency, parts=4) as server:
         spec = TeacherSpec(
             name="bench",
             backend="ollama",
@@ -84,6 +94,96 @@ async def bench(
     return ratio
 
 
+async def bench_embedded(n: int, stage: str, widths: list[int]) -> dict[int, float]:
+    """Replies/s of the embedded teacher at each concurrency in `widths`."""
+    from srt_local.config import load_models
+    from srt_local.teachers.llamacpp import LlamaCppTeacher
+
+    config = load_models()
+    spec = config.teacher(config.defaults.embedded_teacher)
+    rates: dict[int, float] = {}
+    replies: dict[int, list[str | None]] = {}
+    for width in widths:
+        teacher = await LlamaCppTeacher.open(spec, concurrency=width)
+        try:
+            options = teacher.options_for(0)
+            prompts = [_prompt(stage, p, spec.output, teacher.schema_chars) for p in pairs(n)]
+            wall, cpu = time.perf_counter(), time.process_time()
+            gens = await asyncio.gather(*(teacher._send(p, options) for p in prompts))
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        finally:
+            await teacher.aclose()
+        tokens = sum(g.eval_count or 0 for g in gens)
+        errors = sum(g.error_kind is not None for g in gens)
+        rates[width] = n / wall
+        replies[width] = [g.text for g in gens]
+        print(
+            f"embedded {spec.name} ({spec.output}, num_predict {options['num_predict']}) "
+            f"concurrency {width}: {n} replies in {wall:.1f} s = {n / wall:.3f} replies/s, "
+            f"{tokens / wall:.1f} tokens/s, {tokens} tokens, CPU {cpu:.1f} s, errors {errors}"
+        )
+    first = widths[0]
+    for width in widths[1:]:
+        same = replies[width] == replies[first]
+        print(
+            f"concurrency {width} vs {first}: {rates[width] / rates[first]:.2f}x replies/s; "
+            f"same replies: {'yes' if same else 'NO'}"
+        )
+    return rates
+
+
+def bench_reference(n: int, stage: str) -> float:
+    """Replies/s of llama-cpp-python's create_chat_completion, one request at a time (the
+    embedded teacher's path before batched decoding), with the same prompts and options."""
+    from llama_cpp import Llama
+
+    from srt_local.config import load_models
+    from srt_local.model_files import resolve_gguf
+    from srt_local.teachers.llamacpp import LlamaCppTeacher, default_threads
+
+    config = load_models()
+    spec = config.teacher(config.defaults.embedded_teacher)
+    threads = spec.n_threads or default_threads()
+    llama = Llama(
+        model_path=str(resolve_gguf(spec.path, spec.package)),
+        chat_format="chat_template.default",
+        n_ctx=spec.options.num_ctx,
+        n_threads=threads,
+        n_threads_batch=threads,
+        seed=spec.options.seed,
+        verbose=False,
+    )
+    options = {**LlamaCppTeacher.default_options, **spec.options.as_dict()}
+    budget = max(64, 3 * (int(options["num_predict"]) - 32))
+    tokens = 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    for pair in pairs(n):
+        prompt = _prompt(stage, pair, spec.output, budget)
+        fmt = {"type": "json_object", "schema": prompt.schema} if prompt.schema else None
+        reply = llama.create_chat_completion(
+            messages=prompt.messages,  # type: ignore[arg-type]
+            temperature=options["temperature"],
+            seed=options["seed"],
+            max_tokens=options["num_predict"],
+            repeat_penalty=options["repeat_penalty"],
+            response_format=fmt,  # type: ignore[arg-type]
+        )
+        tokens += reply["usage"]["completion_tokens"]  # type: ignore[index]
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    llama.close()
+    print(
+        f"reference create_chat_completion, one at a time: {n} replies in {wall:.1f} s = "
+        f"{n / wall:.3f} replies/s, {tokens / wall:.1f} tokens/s, CPU {cpu:.1f} s"
+    )
+    return n / wall
+
+
+def _prompt(stage: str, pair: Pair, output: str, budget: int | None) -> Any:
+    from srt_local.prompts import build_prompt
+
+    return build_prompt(stage, pair, output, budget if output == "json" else None)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200, help="reflections (default 200)")
@@ -93,7 +193,21 @@ def main() -> int:
     parser.add_argument("--output", choices=["markers", "json"], default="markers")
     parser.add_argument("--no-stream", action="store_true", help="non-streaming requests")
     parser.add_argument("--check", action="store_true", help="exit 1 when over the target")
+    parser.add_argument(
+        "--embedded", action="store_true", help="the embedded teacher at concurrency 1 and 4"
+    )
+    parser.add_argument(
+        "--reference", action="store_true", help="with --embedded: also the unbatched path"
+    )
     args = parser.parse_args()
+    if args.embedded:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        n = args.n if args.n != 200 else 8
+        rates = asyncio.run(bench_embedded(n, args.stage, [1, 4]))
+        if args.reference:
+            reference = bench_reference(n, args.stage)
+            print(f"concurrency 4 vs the unbatched path: {rates[4] / reference:.2f}x replies/s")
+        return 1 if args.check and rates[4] < EMBEDDED_TARGET * rates[1] else 0
     ratio = asyncio.run(
         bench(args.n, args.concurrency, args.latency, args.stage, args.output, not args.no_stream)
     )

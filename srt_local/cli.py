@@ -10,7 +10,9 @@ import click
 from srt_local import __version__
 from srt_local.commands import demo, export_cmd, import_cmd, models, run_cmd, sql_cmd
 from srt_local.commands.common import SrtGroup, run_cli
+from srt_local.commands.judge_cmd import judge
 from srt_local.commands.reflect import reflect
+from srt_local.commands.report_cmd import report
 from srt_local.commands.score import score
 from srt_local.commands.tui_cmd import tui
 
@@ -45,6 +47,8 @@ cli.add_command(demo.demo)
 cli.add_command(tui)
 cli.add_command(reflect)
 cli.add_command(score)
+cli.add_command(judge)
+cli.add_command(report)
 
 
 def main() -> None:

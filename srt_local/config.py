@@ -6,23 +6,34 @@ entries by name. Every error names the file and the key.
 
 from __future__ import annotations
 
-import os
+import dataclasses
+import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from srt_local import paths
 from srt_local.errors import SrtError
 from srt_local.executors import RaySettings
+from srt_local.ollama_host import DEFAULT_HOST, OllamaHostError, parse_host, resolve_host
 from srt_local.teachers.registry import BACKENDS as REGISTERED
 
 TEMPLATES = ("vicuna", "alpaca", "wizardlm", "none", "chat")
 BACKENDS = tuple(REGISTERED)
+# Backends that talk to servers, so may name several of them (`hosts`, a teacher pool).
+SERVER_BACKENDS = tuple(name for name, b in REGISTERED.items() if b.source == "server")
 OUTPUT_MODES = ("markers", "json")
-DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+# How an OpenAI-compatible server is asked for schema-constrained JSON: OpenAI's own `json_schema`
+# (OpenAI, vLLM, SGLang, llama.cpp's llama-server), or `json_object` with a `schema` beside it
+# (llama-cpp-python's server, which refuses json_schema).
+RESPONSE_FORMATS = ("json_schema", "json_object")
+DEFAULT_OLLAMA_HOST = DEFAULT_HOST
+THINK_LEVELS = ("low", "medium", "high")
 
 
 class ConfigError(SrtError, ValueError):
@@ -56,6 +67,15 @@ class TeacherOptions:
 
 
 @dataclass(frozen=True)
+class HostSpec:
+    """One server of a teacher pool: its URL and how many requests it runs at once (0: the
+    teacher's `concurrency`, or the backend's default)."""
+
+    url: str
+    concurrency: int = 0
+
+
+@dataclass(frozen=True)
 class TeacherSpec:
     name: str
     backend: str
@@ -65,20 +85,39 @@ class TeacherSpec:
     host: str | None = None
     options: TeacherOptions = field(default_factory=TeacherOptions)
     keep_alive: str | None = None
+    # Ollama: the longest wait for the next piece of a reply (waiting for srt's own turn is not
+    # counted). Embedded: the whole reply.
     timeout: float = 600.0
+    connect_timeout: float = 10.0
+    # Ollama: the longest wait from sending a request to the first piece of its reply (loading a
+    # big model counts here); `timeout` then bounds each wait between pieces.
+    first_token_timeout: float = 300.0
     concurrency: int = 0
+    # Ollama teachers: thinking off (False), on (True) or at a level ("low", "medium", "high").
+    think: bool | str = False
+    # Ollama teachers: how far srt may raise num_ctx for a prompt that needs more.
+    max_num_ctx: int = 32768
     output: str = "markers"
     max_attempts: int = 3
     n_gpu_layers: int = -1
     n_threads: int = 0
+    hosts: tuple[HostSpec, ...] = ()
+    base_url: str | None = None
+    api_key_env: str | None = None
+    stream: bool = True
+    response_format: str = "json_schema"
 
     @property
     def resolved_host(self) -> str:
-        """The Ollama host: the configured one, else $OLLAMA_HOST, else the default."""
-        host = self.host or os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST
-        if "://" not in host:
-            host = "http://" + host
-        return host.rstrip("/")
+        """The Ollama host: the configured one, else $OLLAMA_HOST, else the default, read as
+        Ollama reads it (srt_local.ollama_host); OllamaHostError for one that cannot be read."""
+        return resolve_host(self.host)
+
+    def member(self, host: HostSpec) -> TeacherSpec:
+        """This pool's spec aimed at one of its servers."""
+        if self.backend == "openai":
+            return dataclasses.replace(self, base_url=host.url, hosts=())
+        return dataclasses.replace(self, host=host.url, hosts=())
 
 
 @dataclass(frozen=True)
@@ -90,11 +129,23 @@ class Defaults:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Size limits that keep one hostile record or reply from costing the whole job."""
+
+    # A field over this many characters rejects its record at import (the scorer would truncate
+    # it to the student's max_tokens anyway, after paying for it).
+    import_field_chars: int = 200_000
+    # A teacher reply over this many characters is a failed call of that sample only.
+    reply_chars: int = 100_000
+
+
+@dataclass(frozen=True)
 class ModelsConfig:
     defaults: Defaults
     students: Mapping[str, StudentSpec]
     teachers: Mapping[str, TeacherSpec]
     files: tuple[Path, ...]
+    limits: Limits = field(default_factory=Limits)
     ray: RaySettings = field(default_factory=RaySettings)
 
     def student(self, name: str) -> StudentSpec:
@@ -142,6 +193,9 @@ class _Table:
             value = float(value)
         if not isinstance(value, kinds):
             raise self.error(key, f"expected {_kind_names(kinds)}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            # TOML allows inf and nan; no setting of ours means anything with them.
+            raise self.error(key, f"{value!r} is not allowed: give a finite number")
         return value
 
     def check(self, key: str, value: Any, ok: Callable[[Any], bool], rule: str) -> Any:
@@ -163,6 +217,7 @@ def _kind_names(kinds: tuple[type, ...]) -> str:
         float: "a number",
         bool: "true or false",
         dict: "a table",
+        list: "a list",
     }
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
@@ -244,32 +299,61 @@ def _parse_teacher(name: str, data: Mapping[str, Any], file: Path) -> TeacherSpe
         "backend", t.get("backend", str), BACKENDS.__contains__, "one of " + ", ".join(BACKENDS)
     )
     if backend is None:
-        raise t.error("backend", f"missing ({' or '.join(BACKENDS)})")
+        raise t.error("backend", "missing (" + ", ".join(BACKENDS) + ")")
+    _only_for(t, backend)
     model = path = package = None
-    if REGISTERED[backend].source == "server":
+    if backend in SERVER_BACKENDS:
         model = t.get("model", str)
         if not model:
-            raise t.error(
-                "model", f"missing: the {backend.capitalize()} model name, e.g. 'llama3.1:8b'"
-            )
+            example = "'llama3.1:8b'" if backend == "ollama" else "the name the server lists"
+            raise t.error("model", f"missing: the model to ask for, e.g. {example}")
     else:
         path, package = _source(t, file.parent)
     options_data = t.get("options", dict, {})
+    host = _host(t)
+    base_url = t.get("base_url", str)
+    if base_url is not None:
+        base_url = _url(t, "base_url", base_url, backend)
+    hosts = _parse_hosts(t, backend)
+    if hosts and (host is not None or base_url is not None):
+        key = "host" if host is not None else "base_url"
+        raise t.error(key, "give either one server here or several in `hosts`, not both")
+    if backend == "openai" and base_url is None and not hosts:
+        raise t.error("base_url", "missing: the server's API root, e.g. 'http://127.0.0.1:8000/v1'")
+    api_key_env = t.check(
+        "api_key_env",
+        t.get("api_key_env", str),
+        lambda v: re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v) is not None,
+        "the name of an environment variable that holds the API key",
+    )
     spec = TeacherSpec(
         name=name,
         backend=backend,
         model=model,
         path=path,
         package=package,
-        host=t.get("host", str),
+        host=host,
         options=_parse_options(options_data, file, where),
         keep_alive=t.get("keep_alive", (str, int)) if "keep_alive" in data else None,
         timeout=t.check("timeout", t.get("timeout", float, 600.0), _positive, "above 0 seconds"),
+        connect_timeout=t.check(
+            "connect_timeout", t.get("connect_timeout", float, 10.0), _positive, "above 0 seconds"
+        ),
+        first_token_timeout=t.check(
+            "first_token_timeout",
+            t.get("first_token_timeout", float, 300.0),
+            _positive,
+            "above 0 seconds",
+        ),
         concurrency=t.check(
             "concurrency",
             t.get("concurrency", int, 0),
             lambda v: v >= 0,
-            "0 (the server's) or a count",
+            "0 (OLLAMA_NUM_PARALLEL if set, else 1) or a count",
+        ),
+        think=_think(t, backend),
+        max_num_ctx=t.check(
+            "max_num_ctx", t.get("max_num_ctx", int, 32768), lambda v: v >= 256, "at least 256"
         ),
         output=t.check(
             "output", t.get("output", str, "markers"), OUTPUT_MODES.__contains__, "markers or json"
@@ -282,6 +366,16 @@ def _parse_teacher(name: str, data: Mapping[str, Any], file: Path) -> TeacherSpe
         ),
         n_threads=t.check(
             "n_threads", t.get("n_threads", int, 0), lambda v: v >= 0, "0 (auto) or a count"
+        ),
+        hosts=hosts,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        stream=t.get("stream", bool, True),
+        response_format=t.check(
+            "response_format",
+            t.get("response_format", str, "json_schema"),
+            RESPONSE_FORMATS.__contains__,
+            "one of " + ", ".join(RESPONSE_FORMATS),
         ),
     )
     if isinstance(spec.keep_alive, int):
@@ -312,12 +406,124 @@ def _parse_ray(data: Mapping[str, Any], file: Path, base: RaySettings) -> RaySet
     return settings
 
 
+def _host(t: _Table) -> str | None:
+    host = t.get("host", str)
+    if host is not None:
+        try:
+            parse_host(host)
+        except OllamaHostError as exc:
+            raise t.error("host", str(exc)) from None
+    return host
+
+
+def _think(t: _Table, backend: str) -> bool | str:
+    think = t.get("think", (bool, str), False)
+    if think is not False and backend != "ollama":
+        raise t.error("think", "only Ollama teachers take it (an embedded model never thinks)")
+    if isinstance(think, str) and think not in THINK_LEVELS:
+        raise t.error(
+            "think", f"{think!r} is not allowed: true, false, or one of low, medium, high"
+        )
+    return think
+
+
+def _parse_limits(data: Mapping[str, Any], file: Path) -> dict[str, int]:
+    """The keys of a [limits] table that this file sets (a later file overrides them one by one)."""
+    t = _Table(data, file, "limits")
+    found: dict[str, int] = {}
+    for key in ("import_field_chars", "reply_chars"):
+        value = t.check(key, t.get(key, int), lambda v: v >= 1000, "at least 1000 characters")
+        if value is not None:
+            found[key] = value
+    t.reject_unknown()
+    return found
+
+
+# Keys that only some backends understand; anywhere else they are mistakes worth naming.
+_BACKEND_KEYS = {
+    "host": ("ollama", "llamacpp"),  # llamacpp: accepted and unused, as before
+    "hosts": SERVER_BACKENDS,
+    "base_url": ("openai",),
+    "api_key_env": ("openai",),
+    "stream": ("openai",),
+    "response_format": ("openai",),
+}
+
+
+def _only_for(t: _Table, backend: str) -> None:
+    for key, backends in _BACKEND_KEYS.items():
+        if key in t.data and backend not in backends:
+            raise t.error(key, f"only for backend {' or '.join(backends)} (this one is {backend})")
+
+
+def _url(t: _Table, key: str, value: str, backend: str) -> str:
+    """A server URL with its scheme (http:// when left out) and without a trailing slash."""
+    url = value.strip()
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise t.error(key, f"{value!r} has a bad port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        example = "'gpu1:11434'" if backend == "ollama" else "'http://gpu1:8000/v1'"
+        raise t.error(key, f"{value!r} is not a server URL (e.g. {example})")
+    return url.rstrip("/")
+
+
+def _parse_hosts(t: _Table, backend: str) -> tuple[HostSpec, ...]:
+    """`hosts`: a list whose items are a URL (served at the teacher's `concurrency`) or a table
+    {url = "...", concurrency = N}."""
+    raw = t.get("hosts", list)
+    if raw is None:
+        return ()
+    if not raw:
+        raise t.error("hosts", "an empty list: name at least one server, or leave `hosts` out")
+    hosts: list[HostSpec] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        key = f"hosts[{i}]"
+        if isinstance(item, str):
+            host = HostSpec(_url(t, key, item, backend))
+        elif isinstance(item, dict):
+            h = _Table(item, t.file, f"{t.where}.{key}")
+            url = h.get("url", str)
+            if url is None:
+                raise h.error("url", "missing: the server's URL")
+            host = HostSpec(
+                _url(h, "url", url, backend),
+                h.check(
+                    "concurrency",
+                    h.get("concurrency", int, 0),
+                    lambda v: v >= 0,
+                    "0 (the teacher's) or a count",
+                ),
+            )
+            h.reject_unknown()
+        else:
+            raise t.error(
+                key, f"expected a URL or a table {{url = ..., concurrency = N}}, got {item!r}"
+            )
+        if host.url in seen:
+            raise t.error(key, f"{host.url} is listed twice")
+        seen.add(host.url)
+        hosts.append(host)
+    return tuple(hosts)
+
+
 def _read_toml(file: Path) -> dict[str, Any]:
     try:
         with file.open("rb") as fh:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        line = file.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{file}: line {line}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}); "
+            "TOML files are UTF-8: save it as UTF-8"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read: {exc.strerror}") from exc
 
@@ -338,6 +544,7 @@ def load_models(extra: Path | None = None) -> ModelsConfig:
             raise ConfigError(f"{extra}: no such models file")
         files.append(extra)
     defaults: dict[str, Any] = {}
+    limits: dict[str, int] = {}
     students: dict[str, StudentSpec] = {}
     teachers: dict[str, TeacherSpec] = {}
     ray = RaySettings()
@@ -355,6 +562,7 @@ def load_models(extra: Path | None = None) -> ModelsConfig:
             if value is not None:
                 defaults[key] = value
         dt.reject_unknown()
+        limits.update(_parse_limits(top.get("limits", dict, {}), file))
         for name, sdata in top.get("students", dict, {}).items():
             if not isinstance(sdata, dict):
                 raise ConfigError(f"{file}: [students.{name}]: expected a table")
@@ -365,7 +573,9 @@ def load_models(extra: Path | None = None) -> ModelsConfig:
             teachers[name] = _parse_teacher(name, tdata, file)
         ray = _parse_ray(top.get("ray", dict, {}), file, ray)
         top.reject_unknown()
-    config = ModelsConfig(Defaults(**defaults), students, teachers, tuple(read), ray)
+    config = ModelsConfig(
+        Defaults(**defaults), students, teachers, tuple(read), Limits(**limits), ray
+    )
     _check_defaults(config)
     return config
 

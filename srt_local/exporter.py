@@ -5,11 +5,16 @@ of kept, overrides applied) with the texts of each final version, in dataset ord
 The optional final cut of METHOD.md keeps, among the rows with IFD < 1, the k with the highest IFD,
 written in that rank order (IFD descending, ties by dataset order). `top_fraction` F keeps
 ceil(F x n) rows, n being the size of the selection, so a small fraction never rounds to nothing.
+
+Rows go from the store to the file in Arrow batches (the cut is made in SQL), so an export of a
+million rows holds one batch in memory, not the selection.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +24,14 @@ from srt_local.formats import (
     ExportRow,
     check_out_path,
     dataset_info_entry,
+    read_dataset_info,
     update_dataset_info,
     write_dataset,
 )
 from srt_local.pairs import Pair
 from srt_local.store import Store
+
+EXPORT_MEMORY_LIMIT = "400MB"  # DuckDB's share while an export runs
 
 
 class ExportError(SrtError, ValueError):
@@ -49,6 +57,14 @@ def select_rows(
     store: Store, run_id: int, top_k: int | None = None, top_fraction: float | None = None
 ) -> tuple[list[ExportRow], int]:
     """The run's selection (cut to the top k by IFD if asked) and the selection's full size."""
+    rows, n_selected = iter_rows(store, run_id, top_k, top_fraction)
+    return list(rows), n_selected
+
+
+def iter_rows(
+    store: Store, run_id: int, top_k: int | None = None, top_fraction: float | None = None
+) -> tuple[Iterator[ExportRow], int]:
+    """Like select_rows, the rows streamed from the store: consume them before other store use."""
     if top_k is not None and top_fraction is not None:
         raise ExportError("give --top-k or --top-fraction, not both")
     if top_k is not None and top_k < 1:
@@ -57,21 +73,22 @@ def select_rows(
         raise ExportError(f"--top-fraction must be in (0, 1], got {top_fraction}")
     if not store.query("SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
         raise ExportError(f"no run {run_id}; {_runs_hint(store)}")
-    rows = [
-        ExportRow(Pair(instruction, input_, output), ifd, rifd)
-        for instruction, input_, output, ifd, rifd in store.query(
-            "SELECT instruction, input, output, ifd_ppl, rifd_ppl FROM selection "
-            "WHERE run_id = ? ORDER BY position",
-            [run_id],
-        )
-    ]
+    n_selected = int(store.query("SELECT count(*) FROM selection WHERE run_id = ?", [run_id])[0][0])
+    columns = "SELECT instruction, input, output, ifd_ppl, rifd_ppl FROM selection WHERE run_id = ?"
     if top_k is None and top_fraction is None:
-        return rows, len(rows)
+        return _rows(store, f"{columns} ORDER BY position", [run_id]), n_selected
     # The small epsilon keeps float noise (0.1 * 30 = 3.0000000000000004) from adding a row.
-    k = top_k if top_k is not None else math.ceil((top_fraction or 0) * len(rows) - 1e-9)
-    eligible = [(i, r) for i, r in enumerate(rows) if r.ifd_ppl is not None and r.ifd_ppl < 1]
-    eligible.sort(key=lambda item: (-(item[1].ifd_ppl or 0.0), item[0]))
-    return [r for _, r in eligible[:k]], len(rows)
+    k = top_k if top_k is not None else math.ceil((top_fraction or 0) * n_selected - 1e-9)
+    # NaN is above every number in DuckDB, so `< 1` leaves it out, as it would in Python.
+    sql = f"{columns} AND ifd_ppl < 1 ORDER BY ifd_ppl DESC, position LIMIT ?"
+    return _rows(store, sql, [run_id, k]), n_selected
+
+
+def _rows(store: Store, sql: str, params: list[Any]) -> Iterator[ExportRow]:
+    for batch in store.arrow_batches(sql, params):
+        columns = [batch.column(i).to_pylist() for i in range(5)]
+        for instruction, input_, output, ifd, rifd in zip(*columns, strict=True):
+            yield ExportRow(Pair(instruction, input_, output), ifd, rifd)
 
 
 def export_run(
@@ -82,11 +99,25 @@ def export_run(
     top_k: int | None = None,
     top_fraction: float | None = None,
     with_scores: bool = False,
+    force: bool = False,
 ) -> ExportReport:
-    """Write the run's selection to `out` in `fmt` and add its entry to out's dataset_info.json."""
+    """Write the run's selection to `out` in `fmt` and add its entry to out's dataset_info.json.
+
+    Refused, with nothing written: an `out` that exists (unless `force`), one that is a dataset's
+    source file or the dataset_info.json the entry goes into, a dataset_info.json that cannot be
+    merged, and an empty selection.
+    """
     check_out_path(out, fmt)
-    rows, n_selected = select_rows(store, run_id, top_k, top_fraction)
-    write_dataset(out, rows, fmt, with_scores)
+    check_targets(store, out, force)  # i9: refusals before any work
+    read_dataset_info(out.parent)  # i9: a dataset_info.json we cannot merge refuses the export now
+    # The selection's joins and sort spill to disk past this, rather than growing with the run
+    # (1.7 GB at a million pairs without it, about 0.5 GB with it).
+    with store.settings(memory_limit=EXPORT_MEMORY_LIMIT):
+        rows, n_selected = iter_rows(store, run_id, top_k, top_fraction)
+        first = next(rows, None)
+        if first is None:  # i9: an empty selection is refused, with no file and no entry
+            raise ExportError(_empty_message(run_id, n_selected))
+        n_written = write_dataset(out, itertools.chain([first], rows), fmt, with_scores)
     entry = dataset_info_entry(out.name, fmt)
     info_path, replaced = update_dataset_info(out.parent, out.stem, entry)
     return ExportReport(
@@ -94,11 +125,43 @@ def export_run(
         path=out,
         format=fmt,
         n_selected=n_selected,
-        n_written=len(rows),
+        n_written=n_written,
         info_path=info_path,
         entry_name=out.stem,
         entry=entry,
         replaced_entry=replaced,
+    )
+
+
+def check_targets(store: Store, out: Path, force: bool) -> None:
+    """Never overwrite a dataset's source file or dataset_info.json; anything else that exists
+    only with `force`."""
+    target = out.expanduser().resolve()
+    if target.name == "dataset_info.json":
+        raise ExportError(
+            f"{out}: that is the dataset_info.json the entry is merged into; name the data file "
+            "otherwise (the entry takes the file's stem)"
+        )
+    for name, source in store.query("SELECT name, source_path FROM datasets ORDER BY dataset_id"):
+        if source and Path(source).expanduser().resolve() == target:
+            raise ExportError(
+                f"{out}: that is the source file of dataset {name!r}; export to another file"
+            )
+    if target.is_dir():
+        raise ExportError(f"{out}: is a folder; --out names the file to write")
+    if target.exists() and not force:
+        raise ExportError(f"{out}: the file exists; give --force to replace it, or another --out")
+
+
+def _empty_message(run_id: int, n_selected: int) -> str:
+    if n_selected:
+        return (
+            f"run {run_id}: the cut leaves no sample (none of the {n_selected} selected has "
+            "IFD < 1); nothing was written"
+        )
+    return (
+        f"run {run_id}: the selection is empty (no sample kept yet); nothing was written and "
+        "dataset_info.json was left unchanged. `srt status` shows where the samples went"
     )
 
 

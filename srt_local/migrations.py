@@ -202,4 +202,105 @@ MIGRATIONS: list[tuple[str, str]] = [
              AND v.teacher_key = CASE WHEN d.final_kind = 'ori' THEN '' ELSE r.teacher_key END;
         """,
     ),
+    (
+        "m003_i10ollama_thinking",
+        """
+        -- What a thinking model thought before it answered (Ollama's message.thinking), and
+        -- about how many tokens that took; NULL when it did not think.
+        ALTER TABLE teacher_calls ADD COLUMN thinking VARCHAR;
+        ALTER TABLE teacher_calls ADD COLUMN thinking_tokens INTEGER;
+        """,
+    ),
+    (
+        "m004_i14judge_tables",
+        """
+        -- One row per request to a judge, kept like teacher_calls (provenance, raw reply, outcome).
+        CREATE SEQUENCE judge_call_ids START 1;
+        CREATE TABLE judge_calls (
+            call_id            BIGINT PRIMARY KEY DEFAULT nextval('judge_call_ids'),
+            run_id             INTEGER NOT NULL,
+            sample_id          BIGINT NOT NULL,    -- the selected sample
+            against            VARCHAR NOT NULL,   -- original | random
+            other_sample_id    BIGINT NOT NULL,    -- the sample whose original pair was the rival
+            selected_side      VARCHAR NOT NULL,   -- A | B: where the selected pair was shown
+            judge_key          VARCHAR NOT NULL,
+            seed               INTEGER NOT NULL,   -- the random control's seed (0 for original)
+            attempt            INTEGER NOT NULL,
+            judge_name         VARCHAR NOT NULL,
+            backend            VARCHAR NOT NULL,
+            model              VARCHAR NOT NULL,
+            model_digest       VARCHAR,
+            host               VARCHAR,
+            options            JSON,
+            prompt_version     VARCHAR NOT NULL,
+            output_mode        VARCHAR NOT NULL,
+            messages           JSON NOT NULL,
+            raw_reply          VARCHAR,
+            outcome            VARCHAR NOT NULL,   -- ok | parse_failed | empty | error
+            verdict            VARCHAR,            -- A | B | tie, as the judge wrote it
+            reason             VARCHAR,
+            prompt_tokens      INTEGER,
+            prompt_eval_count  INTEGER,
+            prompt_truncated   BOOLEAN,
+            eval_count         INTEGER,
+            total_duration_ms  DOUBLE,
+            load_duration_ms   DOUBLE,
+            prompt_eval_duration_ms DOUBLE,
+            eval_duration_ms   DOUBLE,
+            error_kind         VARCHAR,
+            error_message      VARCHAR,
+            started_at         TIMESTAMP,
+            finished_at        TIMESTAMP
+        );
+
+        -- One row per comparison in one order; a stored row is never asked again.
+        CREATE TABLE judgements (
+            run_id          INTEGER NOT NULL,
+            sample_id       BIGINT NOT NULL,
+            against         VARCHAR NOT NULL,
+            judge_key       VARCHAR NOT NULL,
+            seed            INTEGER NOT NULL,
+            selected_side   VARCHAR NOT NULL,   -- A | B
+            other_sample_id BIGINT NOT NULL,
+            selected_chars  INTEGER NOT NULL,   -- length of the selected pair's response
+            other_chars     INTEGER NOT NULL,   -- length of the rival's response
+            verdict         VARCHAR,            -- A | B | tie; NULL when no reply parsed
+            outcome         VARCHAR NOT NULL,   -- win | tie | loss (for the selected pair) | failed
+            reason          VARCHAR,
+            call_id         BIGINT,             -- the last judge call made for it
+            judged_at       TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (run_id, sample_id, against, judge_key, seed, selected_side)
+        );
+
+        -- Review overrides made by `srt judge --apply`, apart from a person's (decisions.override).
+        CREATE TABLE judge_overrides (
+            run_id      INTEGER NOT NULL,
+            sample_id   BIGINT NOT NULL,
+            override    VARCHAR NOT NULL,       -- reject
+            judge_key   VARCHAR NOT NULL,
+            against     VARCHAR NOT NULL,
+            seed        INTEGER NOT NULL,
+            reason      VARCHAR NOT NULL,
+            applied_at  TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (run_id, sample_id)
+        );
+
+        -- "Kept", still defined once, now with the judge's overrides: a person's override wins over
+        -- the judge's, which wins over the decision rule. `selection` reads this view.
+        CREATE OR REPLACE VIEW kept_samples AS
+        SELECT d.run_id, d.sample_id
+        FROM decisions d
+        LEFT JOIN judge_overrides j ON j.run_id = d.run_id AND j.sample_id = d.sample_id
+        WHERE coalesce(d.override = 'accept', j.override = 'accept', d.emitted);
+        """,
+    ),
+    (
+        # Who runs a run: a run left `running` by a process that is gone (kill -9, a lost machine)
+        # is shown as interrupted, and paused when the store is next opened for a run.
+        "m005_i9cli_run_owner",
+        """
+        ALTER TABLE runs ADD COLUMN owner_pid INTEGER;
+        ALTER TABLE runs ADD COLUMN owner_host VARCHAR;
+        """,
+    ),
 ]

@@ -23,7 +23,7 @@ from srt_local.model_files import (
     read_gguf_info,
     resolve_gguf,
 )
-from srt_local.teachers.registry import backend
+from srt_local.teachers.registry import ServerCheck, backend
 
 STUDENT = "student"
 TEACHER = "teacher"
@@ -56,6 +56,7 @@ class ModelStatus:
     gguf: GGUFInfo | None = None  # the GGUF header, when read
     host: str | None = None
     gpu_layers: int | None = None  # configured n_gpu_layers; None for a served model
+    check: ServerCheck | None = None  # a served model's answer from its server, once asked
 
     @property
     def served(self) -> bool:
@@ -106,10 +107,28 @@ async def teacher_status(spec: TeacherSpec, timeout: float) -> ModelStatus:
 async def _checked(row: ModelStatus, timeout: float) -> ModelStatus:
     if not row.served or not isinstance(row.spec, TeacherSpec):
         return row
-    check = await backend(row.backend).check_server(row.spec, timeout)
+    check = await _check(row.spec, timeout)
     return replace(
-        row, state=check.state, detail=check.detail, problem=None if check.ready else check.detail
+        row,
+        state=check.state,
+        detail=check.detail,
+        problem=None if check.ready else check.detail,
+        check=check,
     )
+
+
+async def _check(spec: TeacherSpec, timeout: float) -> ServerCheck:
+    """The server's answer; a pool's first usable host's, else every host's reasons."""
+    check_server = backend(spec.backend).check_server
+    if not spec.hosts:
+        return await check_server(spec, timeout)
+    checks = await asyncio.gather(*(check_server(spec.member(h), timeout) for h in spec.hosts))
+    usable = [c for c in checks if c.ready]
+    if usable:
+        return replace(
+            usable[0], detail=f"{len(usable)} of {len(checks)} hosts: {usable[0].detail}"
+        )
+    return replace(checks[0], detail="; ".join(c.detail for c in checks))
 
 
 def _served_status(t: TeacherSpec, defaults: tuple[str, ...]) -> ModelStatus:
@@ -122,9 +141,16 @@ def _served_status(t: TeacherSpec, defaults: tuple[str, ...]) -> ModelStatus:
         label=backend(t.backend).label,
         source=t.model or "?",
         state=UNCHECKED,
-        detail=f"{t.name}: {t.model} at {t.resolved_host}",
-        host=t.resolved_host,
+        detail=f"{t.name}: {t.model} at {served_at(t)}",
+        host=served_at(t),
     )
+
+
+def served_at(t: TeacherSpec) -> str:
+    """Where a served teacher's model is asked for: its pool's hosts, its base URL or host."""
+    if t.hosts:
+        return ", ".join(h.url for h in t.hosts)
+    return t.base_url or t.resolved_host
 
 
 def _gguf_status(

@@ -6,19 +6,29 @@ spaces, a markdown heading or bold around them, a trailing colon, and a missing 
 very end of the reply are all accepted. A bare word "End" (as in "The Endangered...") never ends a
 block. JSON mode reads the first JSON object of the reply (a ```json fence is fine).
 
-Outcomes: ok; empty (nothing, or "N/A", where a field should be); echo (our placeholder text or the
-original pair handed back); refused (the teacher declined); parse_failed (anything else, with the
-reason in `detail`).
+A reply cannot pass by repeating its own prompt: a field (or, with no usable block, the whole
+reply) that repeats the prompt's wording, a placeholder anywhere in a field, a field holding a
+marker's name, and a field too short to be an instruction (3 words; a character counts as a word
+in scripts written without spaces) or an answer (2) are all failures with their reason. That is
+what a server echoing the prompt's tail ("... between the markers [New Instruction] and [End],
+and its answer between [New Answer] and [End] ...") produces. Markers inside a code block that
+opens within a field are the field's text; a code block wrapping the whole formatted reply is
+dress.
+
+Outcomes: ok; empty (nothing, or "N/A", where a field should be); echo (our placeholder text, the
+prompt's wording or the original pair handed back); refused (the teacher declined); parse_failed
+(anything else, with the reason in `detail`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
 
 from srt_local.pairs import Pair
-from srt_local.prompts import JSON_KEYS, PLACEHOLDERS
+from srt_local.prompts import JSON_KEYS, PLACEHOLDERS, fixed_texts
 from srt_local.reflection import Reflection
 
 _MARKER = re.compile(
@@ -44,6 +54,32 @@ _MARKER_NAMES = {
 
 # A line of markdown dress only (rules, stray bold or heading marks) carries no content.
 _DRESS_LINE = re.compile(r"^[\s#*_=\->]*$")
+_FENCE_LINE = re.compile(r"^[ \t]*(?:```|~~~)[^\n]*$", re.MULTILINE)
+
+# What is left of a marker that was not recognised as one: "[/New Answer]", "[End of answer",
+# "New Instruction]"... A field holding one is a broken reply, not an instruction or answer.
+_MARKER_REMNANT = re.compile(
+    r"[\[【［<][ \t]*/?[ \t]*(?:new[ \t_-]*instruction|new[ \t_-]*answer|better[ \t_-]*answer|end)\b"
+    r"|\b(?:new[ \t_-]*instruction|new[ \t_-]*answer|better[ \t_-]*answer)[ \t]*[\]】］>]",
+    re.IGNORECASE,
+)
+
+# The headings our prompt puts around the pair and the task: a field holding one copies the prompt.
+_PROMPT_SECTION = re.compile(
+    r"^[ \t]*#{1,6}[ \t]*(?:instruction|input|answer|your task|format)[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_CODE_BLOCK = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[^\n]*$", re.MULTILINE | re.DOTALL)
+
+# Scripts written without spaces between words: each character counts as a word.
+_UNSPACED = re.compile(
+    "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\uf900-\ufaff\U00020000-\U0002fa1f]"
+)
+# The fewest words a new instruction, and an answer, can have.
+MIN_WORDS = {"instruction": 3, "answer": 2}
+# A run of this many words from the prompt's own wording is an echo of the prompt.
+ECHO_WORDS = 7
 
 _EMPTY_WORDS = {"n/a", "na", "none", "null", "nil", "-", "--", "...", "…", "tbd", "n.a", "empty"}
 
@@ -112,11 +148,13 @@ def parse_reply(
 
 
 def _parse_markers(stage: str, reply: str, pair: Pair, hit_limit: bool) -> Parsed:
-    matches = list(_MARKER.finditer(reply))
+    matches = _markers(reply)
     blocks = _blocks(reply, matches)
     if not blocks:
         if _is_refusal(reply):
             return Parsed("refused", detail="the teacher declined")
+        if _echoes_prompt(reply):
+            return Parsed("echo", detail="the reply repeats the prompt's instructions")
         wanted = "[New Instruction]" if stage == "instruction" else "[Better Answer]"
         return Parsed("parse_failed", detail=f"no {wanted} ... [End] block in the reply")
     critique = _clean(reply[: matches[0].start()]) or None
@@ -158,7 +196,28 @@ def _parse_markers(stage: str, reply: str, pair: Pair, hit_limit: bool) -> Parse
         wanted = "[New Instruction]" if stage == "instruction" else "[Better Answer]"
         found = ", ".join(sorted({_MARKER_NAMES[b.kind] for b in blocks}))
         failures.append(("parse_failed", f"no {wanted} block (found {found})"))
+    if _echoes_prompt(reply):
+        failures.append(("echo", "the reply repeats the prompt's instructions"))
     return _worst(failures)
+
+
+def _markers(reply: str) -> list[re.Match[str]]:
+    """The markers of `reply`, less those inside a code block that opened within a field."""
+    fences = [m.start() for m in _FENCE_LINE.finditer(reply)]
+    spans = [
+        (fences[i], fences[i + 1] if i + 1 < len(fences) else len(reply))
+        for i in range(0, len(fences), 2)
+    ]
+    kept: list[re.Match[str]] = []
+    open_at: int | None = None  # where the field being read began, if one is open
+    for match in _MARKER.finditer(reply):
+        if open_at is not None and any(
+            open_at <= start < match.start() < end for start, end in spans
+        ):
+            continue
+        kept.append(match)
+        open_at = None if match.group(1).lower() == "end" else match.end()
+    return kept
 
 
 def _blocks(reply: str, matches: list[re.Match[str]]) -> list[_Block]:
@@ -183,6 +242,12 @@ def _clean(text: str) -> str:
         lines.pop()
     while lines and _DRESS_LINE.match(lines[0]):
         lines.pop(0)
+    # Half of a code fence wrapping the formatted reply is dress; a whole code block is content.
+    if sum(1 for line in lines if _FENCE_LINE.match(line)) % 2 and lines:
+        if _FENCE_LINE.match(lines[0]):
+            lines.pop(0)
+        elif _FENCE_LINE.match(lines[-1]):
+            lines.pop()
     return "\n".join(lines).strip()
 
 
@@ -201,13 +266,56 @@ def _judge_text(text: str, what: str, original: str) -> tuple[str, str] | None:
     bare = norm.strip("<>[](){}\"'*_` ")
     if not bare or bare in _EMPTY_WORDS:
         return ("empty", f"{what} is empty" + (f" ({text!r})" if text else ""))
-    if bare in _GENERIC_PLACEHOLDERS or any(bare == _norm(p).strip("<>") for p in PLACEHOLDERS):
+    if bare in _GENERIC_PLACEHOLDERS or any(_norm(p) in norm for p in PLACEHOLDERS):
         return ("echo", f"{what} repeats the prompt's placeholder ({text[:60]!r})")
     if norm == _norm(original):
         return ("echo", f"{what} repeats the original unchanged")
     if _is_refusal(text):
         return ("refused", f"{what} is a refusal ({text[:80]!r})")
+    if _echoes_prompt(text):
+        return ("echo", f"{what} repeats the prompt's instructions ({text[:60]!r})")
+    if _PROMPT_SECTION.search(text):
+        return ("echo", f"{what} repeats the prompt's sections ({text[:60]!r})")
+    remnant = _MARKER_REMNANT.search(_CODE_BLOCK.sub("", text))  # code may hold anything
+    if remnant:
+        return ("parse_failed", f"{what} holds a marker's name ({remnant.group(0)!r})")
+    fewest = MIN_WORDS["instruction" if "instruction" in what else "answer"]
+    if count_words(text) < fewest:
+        return (
+            "parse_failed",
+            f"{what} is too short to be one ({count_words(text)} word(s), at least {fewest}: "
+            f"{text[:60]!r})",
+        )
     return None
+
+
+def count_words(text: str) -> int:
+    """Words of `text`, each character of a script written without spaces counting as one."""
+    unspaced = len(_UNSPACED.findall(text))
+    rest = _UNSPACED.sub(" ", text)
+    return unspaced + len(re.findall(r"\w+", rest))
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.casefold())
+
+
+def _runs(words: list[str]) -> set[tuple[str, ...]]:
+    return {tuple(words[i : i + ECHO_WORDS]) for i in range(len(words) - ECHO_WORDS + 1)}
+
+
+@functools.cache
+def _prompt_runs() -> frozenset[tuple[str, ...]]:
+    """Every run of ECHO_WORDS words in the prompts' own wording (computed once)."""
+    runs: set[tuple[str, ...]] = set()
+    for fixed in fixed_texts():
+        runs |= _runs(_words(fixed))
+    return frozenset(runs)
+
+
+def _echoes_prompt(text: str) -> bool:
+    """Whether `text` repeats a run of ECHO_WORDS words of the prompt's own wording."""
+    return not _runs(_words(text)).isdisjoint(_prompt_runs())
 
 
 def _norm(text: str) -> str:
@@ -239,6 +347,8 @@ def _parse_json(stage: str, reply: str, pair: Pair, hit_limit: bool) -> Parsed:
     if start < 0:
         if _is_refusal(reply):
             return Parsed("refused", detail="the teacher declined")
+        if _echoes_prompt(reply):
+            return Parsed("echo", detail="the reply repeats the prompt's instructions")
         return Parsed("parse_failed", detail="no JSON object in the reply")
     try:
         value, _end = json.JSONDecoder().raw_decode(text[start:])

@@ -149,6 +149,21 @@ def build_prompt(stage: str, pair: Pair, output_mode: str, max_chars: int | None
     return Prompt(stage, output_mode, prompt_version(stage, output_mode), messages, schema)
 
 
+def fixed_texts() -> tuple[str, ...]:
+    """The prompts' own wording, without any pair: the system line, both tasks and every format
+    instruction. A reply that repeats it is an echo of the prompt, not a reflection."""
+    return (
+        _SYSTEM,
+        "Here is one example from an instruction-tuning dataset.",
+        _INSTRUCTION_TASK,
+        _RESPONSE_TASK,
+        _INSTRUCTION_MARKERS,
+        _RESPONSE_MARKERS,
+        _INSTRUCTION_JSON,
+        _RESPONSE_JSON,
+    )
+
+
 def prompt_versions(output_mode: str) -> tuple[str, ...]:
     """The version ids of both stages' prompts in one output mode (part of a teacher's key)."""
     return tuple(prompt_version(stage, output_mode) for stage in STAGES)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from srt_local.run.vocabulary import Kind, Override
 from srt_local.store import Store
+
+if TYPE_CHECKING:
+    # Types only: `srt status` reads KEPT_SQL from here and need not load pyarrow to start.
+    import pyarrow as pa
 
 OVERRIDES: tuple[Override, ...] = tuple(Override)
 BRANCHES: tuple[Kind, ...] = (Kind.QA, Kind.Q, Kind.A, Kind.ORI)
@@ -28,8 +30,10 @@ KEPT_SQL = (
 )
 
 # Sort keys the Browse view offers, and the SQL each one orders by.
+# "sample" is dataset order: an import inserts a dataset's samples in position order, so their ids
+# follow it, and the page's order needs no join with the samples' texts.
 SORTS: dict[str, str] = {
-    "sample": "s.position",
+    "sample": "d.sample_id",
     "ifd ori": "d.ifd_ori",
     "ifd Q": "d.ifd_q",
     "rifd base": "d.rifd_base",
@@ -94,8 +98,8 @@ class BrowseFilter:
         if self.sort not in SORTS:
             raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {self.sort!r}")
         direction = "DESC" if self.descending else "ASC"
-        # Missing scores sort last either way; position breaks ties so pages are stable.
-        return f"{SORTS[self.sort]} {direction} NULLS LAST, s.position"
+        # Missing scores sort last either way; dataset order breaks ties so pages are stable.
+        return f"{SORTS[self.sort]} {direction} NULLS LAST, d.sample_id"
 
 
 def browse_page(
@@ -105,17 +109,25 @@ def browse_page(
 
     Columns: id, branch, the scores (ifd ori, ifd Q, rifd base, rifd refl, Δ ifd, Δ rifd),
     emitted and kept (booleans), override (NULL when none) and the original instruction.
+
+    Paged in SQL, and quick at a million decisions: the page's ids are chosen from the decisions
+    alone (the samples' texts are joined only when the filter searches them), and the shown
+    columns are computed for the page's rows only.
     """
     where, params = flt.where()
-    base = f"FROM decisions d JOIN samples s USING (sample_id) WHERE {where}"
+    joined = " JOIN samples s USING (sample_id)" if flt.text else ""
+    base = f"FROM decisions d{joined} WHERE {where}"
+    order = flt.order_by()
+    page = f"SELECT d.sample_id {base} ORDER BY {order} LIMIT ? OFFSET ?"
     sql = (
         'SELECT d.sample_id AS id, d.branch, d.ifd_ori AS "ifd ori", d.ifd_q AS "ifd Q", '
         'd.rifd_base AS "rifd base", d.rifd_reflected AS "rifd refl", d.ifd_margin AS "Δ ifd", '
         'd.rifd_margin AS "Δ rifd", d.emitted, d.override, '
         f"{KEPT_SQL} AS kept, s.instruction "
-        f"{base} ORDER BY {flt.order_by()} LIMIT ? OFFSET ?"
+        f"FROM ({page}) p JOIN decisions d ON d.run_id = ? AND d.sample_id = p.sample_id "
+        f"JOIN samples s ON s.sample_id = p.sample_id ORDER BY {order}"
     )
-    table = store.query_arrow(sql, [run_id, *params, limit, offset])
+    table = store.query_arrow(sql, [run_id, *params, limit, offset, run_id])
     total = store.query(f"SELECT count(*) {base}", [run_id, *params])
     return table, int(total[0][0])
 
@@ -330,11 +342,17 @@ def datasets_table(store: Store) -> pa.Table:
 
 
 def import_errors_page(store: Store, dataset_id: int, limit: int) -> tuple[pa.Table, int]:
-    """A dataset's rejected records (location, field, reason), capped, and how many there are."""
+    """A dataset's rejected records, one row each (a record's problems joined), in file order,
+    capped, and how many rejected records there are: the same count as `datasets.n_rejected`.
+    """
+    # import_errors holds one row per problem; a record can have several (same location).
     table = store.query_arrow(
-        "SELECT location, coalesce(field, '') AS field, reason FROM import_errors "
-        "WHERE dataset_id = ? LIMIT ?",
+        "SELECT location, string_agg(coalesce(field, ''), ', ' ORDER BY rowid) AS field, "
+        "string_agg(reason, '; ' ORDER BY rowid) AS reason FROM import_errors "
+        "WHERE dataset_id = ? GROUP BY location ORDER BY min(rowid) LIMIT ?",
         [dataset_id, limit],
     )
-    total = store.query("SELECT count(*) FROM import_errors WHERE dataset_id = ?", [dataset_id])
+    total = store.query(
+        "SELECT count(DISTINCT location) FROM import_errors WHERE dataset_id = ?", [dataset_id]
+    )
     return table, int(total[0][0])

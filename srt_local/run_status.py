@@ -6,9 +6,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from srt_local.host_stats import HostStats
+from srt_local.review import KEPT_SQL
 from srt_local.run.vocabulary import STORED_STAGES, Kind, Stage
 from srt_local.run.vocabulary import RunStatus as Status
 from srt_local.store import Store
+
+# What the host column of a teacher call without a server (the embedded teacher) is shown as.
+EMBEDDED_HOST = "(in process)"
 
 
 @dataclass
@@ -27,6 +32,8 @@ class RunStatus:
     decisions_per_min: float | None = None
     eta_s: float | None = None
     error: str | None = None
+    # Per server that answered the teacher (a pool's hosts; None: the embedded teacher).
+    hosts: list[HostStats] = field(default_factory=list)
 
 
 def list_runs(store: Store) -> list[dict[str, Any]]:
@@ -54,68 +61,94 @@ def run_status(store: Store, run_id: int) -> RunStatus:
     run = rows[0]
     limit = run["sample_limit"]
     key = run["teacher_key"]
-    # The run's samples, as the pipeline takes them.
+    # The run's samples, as the pipeline takes them. Every count below is one scan of its table
+    # (FILTER and GROUP BY, not one query per number), to keep `srt status` quick at 1M pairs.
     sample_cte = (
-        "WITH s AS (SELECT sample_id FROM samples WHERE dataset_id = ? ORDER BY position "
-        + ("LIMIT ?" if limit is not None else "")
+        "WITH s AS (SELECT sample_id FROM samples WHERE dataset_id = ? "
+        + ("ORDER BY position LIMIT ?" if limit is not None else "")
         + ") "
     )
     params: list[Any] = [run["dataset_id"], *([limit] if limit is not None else [])]
 
-    def count(sql: str, extra: list[Any]) -> int:
-        return int(store.query(sample_cte + sql, params + extra)[0][0])
-
-    n = count("SELECT count(*) FROM s", [])
+    n, lo, hi = store.query(
+        sample_cte + "SELECT count(*), min(sample_id), max(sample_id) FROM s", params
+    )[0]
+    n = int(n)
+    # An import inserts a dataset in one statement, so its ids are one run of the sequence: then
+    # "in the run" is a range that DuckDB prunes by zone maps, not a semi-join on a million ids.
+    cte: str
+    if n and hi - lo + 1 == n:
+        cte, cte_params, in_run, in_params = "", [], "sample_id BETWEEN ? AND ?", [lo, hi]
+    else:
+        cte, cte_params = sample_cte, params
+        in_run, in_params = "sample_id IN (SELECT sample_id FROM s)", []
     made = (
         "SELECT count(DISTINCT sample_id) FROM ("
         "SELECT sample_id, kind FROM versions WHERE teacher_key = ? "
-        "UNION ALL SELECT sample_id, kind FROM reflection_failures WHERE teacher_key = ?) "
-        "WHERE kind IN ? AND sample_id IN (SELECT sample_id FROM s)"
+        f"UNION ALL SELECT sample_id, kind FROM reflection_failures WHERE teacher_key = ?) "
+        f"WHERE kind IN ? AND {in_run}"
     )
+
+    def count_made(kinds: list[str]) -> int:
+        # One query per stage: DuckDB runs two filtered DISTINCT counts in one far slower.
+        return int(store.query(cte + made, [*cte_params, key, key, kinds, *in_params])[0][0])
+
+    by_branch: dict[str, int] = {}
+    decided = kept = 0
+    for branch, k, k_kept in store.query(
+        f"SELECT branch, count(*), count(*) FILTER (WHERE {KEPT_SQL}) FROM decisions d "
+        "WHERE run_id = ? GROUP BY ALL ORDER BY ALL",
+        [run_id],
+    ):
+        by_branch[str(branch)] = int(k)
+        decided += int(k)
+        kept += int(k_kept)
     counted = {
-        Stage.INSTRUCTION_REFLECTION: count(made, [key, key, [Kind.Q]]),
-        Stage.RESPONSE_REFLECTION: count(made, [key, key, [Kind.A, Kind.QA]]),
-        Stage.DECISION: int(
-            store.query("SELECT count(*) FROM decisions WHERE run_id = ?", [run_id])[0][0]
-        ),
+        Stage.INSTRUCTION_REFLECTION: count_made([Kind.Q]),
+        Stage.RESPONSE_REFLECTION: count_made([Kind.A, Kind.QA]),
+        Stage.DECISION: decided,
     }
     stages: dict[str, int] = {stage: counted[stage] for stage in STORED_STAGES}
     failures: dict[str, int] = {}
     for kind, outcome, k in store.query(
-        sample_cte
-        + "SELECT kind, outcome, count(*) FROM reflection_failures WHERE teacher_key = ? "
-        "AND sample_id IN (SELECT sample_id FROM s) GROUP BY ALL ORDER BY ALL",
-        [*params, key],
+        cte + "SELECT kind, outcome, count(*) FROM reflection_failures WHERE teacher_key = ? "
+        f"AND {in_run} GROUP BY ALL ORDER BY ALL",
+        [*cte_params, key, *in_params],
     ):
         failures[f"reflection {kind}: {outcome}"] = int(k)
-    for status, k in store.query(
-        sample_cte + "SELECT sc.status, count(DISTINCT v.pair_hash) FROM versions v "
-        "JOIN scores sc ON sc.pair_hash = v.pair_hash AND sc.student_sha256 = ? "
-        "AND sc.template = ? AND sc.max_tokens = ? "
-        "WHERE v.teacher_key IN (?, '') AND v.sample_id IN (SELECT sample_id FROM s) "
-        "AND sc.status <> 'ok' GROUP BY ALL ORDER BY ALL",
-        [*params, run["student_sha256"], run["template"], run["max_tokens"], key],
-    ):
-        failures[f"score: {status}"] = int(k)
-    for kind, k in store.query(
-        sample_cte + "SELECT error_kind, count(*) FROM teacher_calls WHERE teacher_key = ? "
-        "AND error_kind IS NOT NULL AND sample_id IN (SELECT sample_id FROM s) GROUP BY ALL",
-        [*params, key],
-    ):
-        failures[f"teacher call: {kind}"] = int(k)
-    calls = count(
-        "SELECT count(*) FROM teacher_calls WHERE teacher_key = ? "
-        "AND sample_id IN (SELECT sample_id FROM s)",
-        [key],
+    student = [run["student_sha256"], run["template"], run["max_tokens"]]
+    # Failed scores are few: look for them first, and join the run's versions only if any exist.
+    bad_scores = (
+        "SELECT pair_hash, status FROM scores WHERE student_sha256 = ? AND template = ? "
+        "AND max_tokens = ? AND status <> 'ok'"
     )
-    by_branch = {
-        str(b): int(k)
-        for b, k in store.query(
-            "SELECT branch, count(*) FROM decisions WHERE run_id = ? GROUP BY ALL ORDER BY ALL",
-            [run_id],
+    if store.query(f"SELECT count(*) FROM ({bad_scores})", student)[0][0]:
+        for status, k in store.query(
+            cte + f"SELECT sc.status, count(DISTINCT sc.pair_hash) FROM ({bad_scores}) sc "
+            "WHERE sc.pair_hash IN (SELECT pair_hash FROM versions WHERE teacher_key IN (?, '') "
+            f"AND {in_run}) GROUP BY ALL ORDER BY ALL",
+            [*cte_params, *student, key, *in_params],
+        ):
+            failures[f"score: {status}"] = int(k)
+    calls = 0
+    for kind, k in store.query(
+        cte + "SELECT error_kind, count(*) FROM teacher_calls WHERE teacher_key = ? "
+        f"AND {in_run} GROUP BY ALL ORDER BY ALL",
+        [*cte_params, key, *in_params],
+    ):
+        calls += int(k)
+        if kind is not None:
+            failures[f"teacher call: {kind}"] = int(k)
+    hosts = [
+        HostStats(host=host or EMBEDDED_HOST, calls=int(n), errors=int(e), mean_ms=mean)
+        for host, n, e, mean in store.query(
+            cte + "SELECT host, count(*), count(error_kind), "
+            "avg(date_diff('millisecond', started_at, finished_at)) "
+            "FILTER (WHERE error_kind IS NULL) FROM teacher_calls WHERE teacher_key = ? "
+            f"AND {in_run} GROUP BY ALL ORDER BY ALL",
+            [*cte_params, key, *in_params],
         )
-    }
-    kept = int(store.query("SELECT count(*) FROM kept_samples WHERE run_id = ?", [run_id])[0][0])
+    ]
     rate = None
     eta = None
     span = store.query(
@@ -146,4 +179,5 @@ def run_status(store: Store, run_id: int) -> RunStatus:
         decisions_per_min=rate,
         eta_s=eta,
         error=run["error"],
+        hosts=hosts,
     )

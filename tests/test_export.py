@@ -118,7 +118,7 @@ def selected_pairs(positions: list[int], joined: bool = False) -> list[Pair]:
     for pos in positions:
         instruction, input_, output = reflected(DECISIONS[pos][1], pos)
         if joined and input_:
-            instruction, input_ = f"{instruction}\n\n{input_}", ""
+            instruction, input_ = f"{instruction}\n{input_}", ""
         pairs.append(Pair(instruction, input_, output))
     return pairs
 
@@ -190,7 +190,11 @@ def test_llama_factory_entries(db: Path, tmp_path: Path) -> None:
         },
     }
     again = srt("export", "1", "--format", "messages", "--out", tmp_path / "a.json", "--db", db)
-    assert "updated entry 'a'" in again.stderr
+    assert again.exit_code == 2 and "--force" in again.stderr  # an existing file is kept
+    again = srt(
+        "export", "1", "--format", "messages", "--out", tmp_path / "a.json", "--force", "--db", db
+    )
+    assert "replaced entry 'a'" in again.stderr
     assert json.loads(info.read_text())["a"]["columns"] == {"messages": "messages"}
 
 

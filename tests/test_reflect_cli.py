@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from ollama_server import GARBAGE, Error, OllamaTestServer, Reply
 
 from srt_local.cli import cli
 from srt_local.store import Store
 from srt_local.teacher_log import record_call
 from srt_local.teachers import Reflection, TeacherCall
+from tests.ollama_server import GARBAGE, Error, OllamaTestServer, Reply
 
 PAIRS = [
     {"instruction": "Give three tips for staying healthy.", "input": "", "output": "Eat well."},

@@ -17,7 +17,7 @@ from srt_local.config import ModelsConfig, load_models
 from srt_local.importer import import_dataset
 from srt_local.pairs import Pair
 from srt_local.pipeline import RunProgress, RunSummary, run_pipeline
-from srt_local.run import engine, progress
+from srt_local.run import progress
 from srt_local.run.context import open_context
 from srt_local.run.protocols import Reflector, Scorer
 from srt_local.run.repository import RunRepository, RunRow, RunSettings
@@ -259,7 +259,6 @@ def test_unscorable_version_is_named_in_the_reason(tmp_path: Path, config: Model
 def test_resume_after_stop_repeats_no_call_and_no_decision(
     tmp_path: Path, config: ModelsConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine, "STOP_POLL", 0.001)
     monkeypatch.setattr(progress, "EMIT_EVERY", 0.0)
     store, run_id = make_run(tmp_path, PAIRS)
     stop = threading.Event()

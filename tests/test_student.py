@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -160,7 +161,7 @@ def smollm_ref(smollm_gguf: Path) -> Iterator[Reference]:
     ref.close()
 
 
-def load(gguf: Path, template: str = "vicuna", max_tokens: int = 2048, **engine: int) -> Student:
+def load(gguf: Path, template: str = "vicuna", max_tokens: int = 2048, **engine: Any) -> Student:
     spec = StudentSpec(
         name=gguf.stem, path=gguf, template=template, max_tokens=max_tokens, n_threads=2
     )

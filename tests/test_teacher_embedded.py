@@ -14,6 +14,7 @@ from srt_local.model_files import file_sha256
 from srt_local.pairs import Pair
 from srt_local.prompts import JSON_KEYS
 from srt_local.teachers import open_teacher
+from srt_local.teachers.chat import teacher_key
 from srt_local.teachers.llamacpp import LlamaCppTeacher
 
 PAIRS = [
@@ -45,9 +46,15 @@ async def test_json_mode_every_reply_parses(embedded_spec: TeacherSpec, smollm_g
     finally:
         await teacher.aclose()
     assert isinstance(teacher, LlamaCppTeacher)
-    assert teacher.concurrency == 1
+    assert teacher.concurrency == embedded_spec.concurrency == 4
     assert teacher.model_digest == file_sha256(smollm_gguf)
-    assert teacher.model_digest[:12] in teacher.key or teacher.key.startswith("llamacpp/")
+    # The key is the fingerprint of this very file: another digest, another key.
+    fingerprint = (teacher.spec, teacher.base_options)
+    assert teacher.key.startswith(f"llamacpp/{teacher.model}/")
+    assert teacher.key == teacher_key(
+        "llamacpp", teacher.model, file_sha256(smollm_gguf), *fingerprint
+    )
+    assert teacher.key != teacher_key("llamacpp", teacher.model, "0" * 64, *fingerprint)
     for stage, result in zip(("instruction", "response"), results, strict=True):
         for call in result.calls:
             # Grammar-constrained decoding: every reply is a JSON object with the stage's keys.
@@ -64,8 +71,8 @@ async def test_json_mode_every_reply_parses(embedded_spec: TeacherSpec, smollm_g
 
 
 @pytest.mark.slow
-async def test_calls_run_one_at_a_time(embedded_spec: TeacherSpec) -> None:
-    teacher = await LlamaCppTeacher.open(small(embedded_spec, max_attempts=1))
+async def test_concurrency_one_runs_one_at_a_time(embedded_spec: TeacherSpec) -> None:
+    teacher = await LlamaCppTeacher.open(small(embedded_spec, max_attempts=1), concurrency=1)
     try:
         results = await asyncio.gather(*(teacher.reflect("response", p) for p in PAIRS))
     finally:
@@ -86,7 +93,7 @@ async def test_timeout_is_recorded_not_retried(embedded_spec: TeacherSpec) -> No
     assert [c.error_kind for c in result.calls] == ["timeout"]
 
 
-async def test_prompt_longer_than_the_context_is_an_error(embedded_spec: TeacherSpec) -> None:
+async def test_prompt_longer_than_the_context_fails_the_sample(embedded_spec: TeacherSpec) -> None:
     teacher = await LlamaCppTeacher.open(
         small(embedded_spec, options=TeacherOptions(num_ctx=256, num_predict=32))
     )
@@ -94,6 +101,7 @@ async def test_prompt_longer_than_the_context_is_an_error(embedded_spec: Teacher
         result = await teacher.reflect("instruction", PAIRS[0])
     finally:
         await teacher.aclose()
-    assert result.outcome == "error"
+    assert result.outcome == "too_long"  # final for this sample: the same prompt fails again
     (call,) = result.calls
+    assert call.outcome == "too_long"
     assert call.error_kind == "prompt_too_long" and "context window" in (call.error_message or "")

@@ -10,13 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ollama_server import GARBAGE, Cut, Error, OllamaTestServer, Reply, Slow, StreamError
 
 from srt_local.config import TeacherOptions, TeacherSpec, load_models
 from srt_local.pairs import Pair
-from srt_local.teachers import TeacherError, open_teacher
-from srt_local.teachers.chat import RETRY_TEMPERATURE, RetryPolicy
+from srt_local.teachers import TeacherError, TeacherServerDown, open_teacher
+from srt_local.teachers.chat import RETRY_TEMPERATURE, RetryPolicy, teacher_key
 from srt_local.teachers.ollama import DEFAULT_PARALLEL, OllamaTeacher, default_concurrency
+from tests.ollama_server import (
+    GARBAGE,
+    Compat,
+    Cut,
+    Error,
+    OllamaTestServer,
+    Reply,
+    Slow,
+    StreamError,
+)
 
 PAIR = Pair("Give three tips for staying healthy.", "", "Eat well.")
 FAST_RETRY = RetryPolicy(transport_retries=4, base_delay=0.01, max_delay=0.05)
@@ -108,7 +117,11 @@ async def test_open_reads_the_digest_and_details_once(server: OllamaTestServer) 
     assert paths.count("/api/tags") == 1 and paths.count("/api/show") == 1
     assert teacher.model_digest and len(teacher.model_digest) == 64
     assert teacher.details["family"] == "llama" and teacher.details["context_length"] == 131072
-    assert teacher.model_digest[:0] == "" and teacher.key.startswith("ollama/llama3.1:8b/")
+    # The key is the fingerprint of the model with this digest: another digest, another key.
+    fingerprint = (teacher.spec, teacher.base_options, teacher.key_extra())
+    assert teacher.key.startswith("ollama/llama3.1:8b/")
+    assert teacher.key == teacher_key("ollama", "llama3.1:8b", teacher.model_digest, *fingerprint)
+    assert teacher.key != teacher_key("ollama", "llama3.1:8b", "0" * 64, *fingerprint)
 
 
 async def test_key_follows_what_shapes_the_replies(server: OllamaTestServer) -> None:
@@ -125,17 +138,73 @@ async def test_key_follows_what_shapes_the_replies(server: OllamaTestServer) -> 
 # ---------------------------------------------------------------- prompt counts
 
 
-async def test_truncation_is_flagged(server: OllamaTestServer) -> None:
+async def test_num_ctx_grows_to_fit_a_long_prompt_and_stays(server: OllamaTestServer) -> None:
     teacher = await opened(server)
-    server.script(Reply(prompt_eval_count=4096))  # the server filled its window
-    full = await teacher.reflect("response", PAIR)
     long_pair = Pair("Summarize this.", "", "word " * 6000)  # ~7500 tokens for num_ctx 4096
-    too_long = await teacher.reflect("response", long_pair)
+    long = await teacher.reflect("response", long_pair)
+    short = await teacher.reflect("response", PAIR)
     await teacher.aclose()
-    assert full.calls[0].prompt_truncated is True
-    assert too_long.calls[0].prompt_truncated is True
-    assert too_long.calls[0].prompt_tokens > 4096
-    assert too_long.calls[0].prompt_eval_count == 4096
+    assert long.outcome == "ok" and short.outcome == "ok"
+    sent = [r.body["options"] for r in server.chat_requests]
+    # Doubled until the prompt and num_predict fit; kept, since each change reloads the model.
+    assert [o["num_ctx"] for o in sent] == [16384, 16384]
+    assert [o["num_predict"] for o in sent] == [512, 512]
+    assert long.calls[0].options["num_ctx"] == 16384
+    assert long.calls[0].prompt_truncated is False
+
+
+async def test_a_prompt_beyond_the_trained_context_fails_unsent() -> None:
+    with OllamaTestServer(models=("qwen3:8b",)) as srv:  # trained on 40960 tokens
+        teacher = await OllamaTeacher.open(
+            spec_for(srv, model="qwen3:8b", max_num_ctx=131072), retry=FAST_RETRY
+        )
+        result = await teacher.reflect("response", Pair("Sum up.", "", "word " * 40000))
+        await teacher.aclose()
+    assert result.outcome == "too_long" and result.reflection is None
+    (call,) = result.calls
+    assert call.outcome == "too_long" and call.error_kind == "prompt_too_long"
+    assert "trained context" in (call.error_message or "")
+    assert srv.chat_requests == []
+
+
+# A prompt srt's estimate (4 characters a token) puts at ~2700 tokens; the server's tokenizer
+# reads each one-letter word as a token (~5200): it overflows num_ctx 4096 all the same.
+UNDERESTIMATED = Pair("Sum up.", "", "a " * 5000)
+
+
+async def test_a_prompt_the_server_cuts_fails_its_sample(server: OllamaTestServer) -> None:
+    teacher = await opened(server)
+    result = await teacher.reflect("response", UNDERESTIMATED)
+    await teacher.aclose()
+    (call,) = result.calls  # not asked again: the same prompt would be cut the same way
+    sent = server.chat_requests[0].body["options"]
+    assert sent["num_ctx"] == 4096
+    # Ollama kept 5 tokens from the start and the tail: 4096 - (4096 - 5) // 2 tokens.
+    assert call.prompt_eval_count == 2051
+    assert call.prompt_truncated is True
+    assert result.outcome == call.outcome == "too_long"
+    assert call.error_kind == "prompt_truncated" and "cut the prompt" in (call.error_message or "")
+    assert call.raw_reply  # what the model wrote about the cut prompt is kept
+
+
+async def test_an_old_runner_cut_at_num_ctx_is_seen_too(server: OllamaTestServer) -> None:
+    teacher = await opened(server)
+    server.script(Reply(prompt_eval_count=4096))  # older runners cut to exactly num_ctx
+    result = await teacher.reflect("response", PAIR)
+    await teacher.aclose()
+    assert result.calls[0].prompt_truncated is True and result.outcome == "too_long"
+
+
+async def test_a_model_without_context_shift_answers_400_and_the_sample_fails() -> None:
+    with OllamaTestServer(models=("deepseek-v2:16b",)) as srv:
+        teacher = await OllamaTeacher.open(spec_for(srv, model="deepseek-v2:16b"), retry=FAST_RETRY)
+        cut = await teacher.reflect("response", UNDERESTIMATED)
+        fine = await teacher.reflect("response", PAIR)
+        await teacher.aclose()
+    assert cut.outcome == "too_long"
+    (call,) = cut.calls
+    assert call.error_kind == "prompt_too_long" and "HTTP 400" in (call.error_message or "")
+    assert fine.outcome == "ok"
 
 
 async def test_a_small_count_from_a_cached_prefix_is_not_truncation(
@@ -199,7 +268,7 @@ async def test_a_reply_cut_at_num_predict_is_not_taken_whole(server: OllamaTestS
 
 @pytest.mark.parametrize("stream", [True, False])
 async def test_transient_failures_are_retried(server: OllamaTestServer, stream: bool) -> None:
-    teacher = await opened(server, stream=stream, timeout=0.5)
+    teacher = await opened(server, stream=stream, timeout=0.5, first_token_timeout=0.5)
     server.script(
         Error(503, "server busy, please try again.  maximum pending requests exceeded"),
         Error(500, "llama runner process has terminated"),
@@ -212,7 +281,7 @@ async def test_transient_failures_are_retried(server: OllamaTestServer, stream: 
     assert time.monotonic() - started < 3.0
     assert result.outcome == "ok"
     kinds = [c.error_kind for c in result.calls]
-    assert kinds == ["busy", "server_error", "stream_cut", "timeout", None]
+    assert kinds == ["busy", "server_error", "stream_cut", "no_reply", None]
     assert all(c.outcome == "error" for c in result.calls[:4])
     assert "maximum pending requests" in (result.calls[0].error_message or "")
     assert [c.attempt for c in result.calls] == [1, 2, 3, 4, 5]
@@ -231,7 +300,7 @@ async def test_an_error_inside_the_stream_is_retried(server: OllamaTestServer) -
 
 async def test_the_retry_budget_is_bounded(server: OllamaTestServer) -> None:
     teacher = await OllamaTeacher.open(
-        spec_for(server), retry=RetryPolicy(transport_retries=2, base_delay=0.01)
+        spec_for(server), retry=RetryPolicy(transport_retries=2, base_delay=0.01, pause_after=9)
     )
     server.script(*[Error(500, "boom")] * 5)
     result = await teacher.reflect("response", PAIR)
@@ -267,13 +336,26 @@ async def test_model_removed_mid_run_stops_with_the_calls(server: OllamaTestServ
     assert len(server.chat_requests) == 1  # not retried
 
 
-async def test_a_rejected_request_is_not_retried(server: OllamaTestServer) -> None:
+async def test_a_400_fails_that_sample_only(server: OllamaTestServer) -> None:
     teacher = await opened(server)
     server.script(Error(400, "invalid options: num_ctx"))
-    with pytest.raises(TeacherError, match="rejected the request: invalid options"):
+    rejected = await teacher.reflect("response", PAIR)
+    after = await teacher.reflect("response", PAIR)
+    await teacher.aclose()
+    assert rejected.outcome == "rejected" and rejected.reflection is None
+    (call,) = rejected.calls  # not retried: the same request would be rejected again
+    assert call.outcome == "rejected" and "invalid options" in (call.error_message or "")
+    assert after.outcome == "ok"
+
+
+async def test_the_same_400_again_and_again_stops_the_teacher(server: OllamaTestServer) -> None:
+    teacher = await opened(server)
+    server.down(Error(400, "invalid options: num_ctx"))
+    for _ in range(2):
+        assert (await teacher.reflect("response", PAIR)).outcome == "rejected"
+    with pytest.raises(TeacherServerDown, match=r"invalid options.*settings of teacher"):
         await teacher.reflect("response", PAIR)
     await teacher.aclose()
-    assert len(server.chat_requests) == 1
 
 
 async def test_unreachable_server_names_the_host_and_ollama_serve() -> None:
@@ -287,22 +369,45 @@ async def test_unreachable_server_names_the_host_and_ollama_serve() -> None:
 
 
 @pytest.mark.parametrize("stream", [True, False])
-async def test_server_gone_mid_run_stops_after_the_retries(stream: bool) -> None:
+async def test_server_gone_mid_run_stops_the_teacher_with_what_to_do(stream: bool) -> None:
     srv = OllamaTestServer().start()
     teacher = await opened(srv, stream=stream)
     srv.stop()
-    with pytest.raises(TeacherError, match="ollama serve") as info:
+    with pytest.raises(TeacherServerDown, match=r"ollama serve.*resumes") as info:
         await teacher.reflect("response", PAIR)
     await teacher.aclose()
-    assert len(info.value.calls) == FAST_RETRY.transport_retries + 1
+    assert len(info.value.calls) == FAST_RETRY.pause_after
     assert {c.error_kind for c in info.value.calls} == {"unreachable"}
+
+
+async def test_a_lasting_500_stops_the_teacher_with_the_cause(server: OllamaTestServer) -> None:
+    teacher = await opened(server)
+    oom = "llama runner process has terminated: cudaMalloc failed: out of memory"
+    server.down(Error(500, oom))
+    with pytest.raises(TeacherServerDown) as info:
+        await teacher.reflect("instruction", PAIR)
+    message = str(info.value)
+    assert "3 failed requests in a row" in message and oom in message
+    assert "smaller num_ctx" in message and "resumes where it stopped" in message
+    assert [c.error_kind for c in info.value.calls] == ["server_error"] * 3
+    server.up()  # the user fixed it: the same teacher goes on
+    assert (await teacher.reflect("instruction", PAIR)).outcome == "ok"
+    await teacher.aclose()
+
+
+async def test_failures_of_different_kinds_do_not_add_up(server: OllamaTestServer) -> None:
+    teacher = await opened(server)
+    server.script(Error(500, "a"), Error(502, "bad gateway"), Error(500, "a"), Reply())
+    result = await teacher.reflect("response", PAIR)
+    await teacher.aclose()
+    assert result.outcome == "ok" and len(result.calls) == 4
 
 
 # ---------------------------------------------------------------- concurrency
 
 
 async def test_concurrency_is_bounded_and_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    with OllamaTestServer(latency=0.3) as srv:
+    with OllamaTestServer(latency=0.3, parallel=4) as srv:
         teacher = await opened(srv, concurrency=3)
         started = time.monotonic()
         results = await asyncio.gather(*(teacher.reflect("response", PAIR) for _ in range(9)))
@@ -315,11 +420,11 @@ async def test_concurrency_is_bounded_and_used(monkeypatch: pytest.MonkeyPatch) 
 
 def test_default_concurrency(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OLLAMA_NUM_PARALLEL", raising=False)
-    assert default_concurrency() == DEFAULT_PARALLEL == 4
+    assert default_concurrency() == DEFAULT_PARALLEL == 1  # Ollama's own default
     monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "2")
     assert default_concurrency() == 2
     monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "lots")
-    assert default_concurrency() == 4
+    assert default_concurrency() == 1
 
 
 async def test_spec_concurrency_zero_means_the_servers(
@@ -395,3 +500,191 @@ async def test_a_named_teacher_is_opened_without_probing(
     config = load_models(models_file(tmp_path, f"http://127.0.0.1:{closed_port()}"))
     with pytest.raises(TeacherError, match="ollama serve"):
         await open_teacher("ollama", config)
+
+
+# ---------------------------------------------------------------- thinking
+
+
+async def test_think_is_always_sent_and_off_by_default() -> None:
+    with OllamaTestServer(models=("qwen3:8b",)) as srv:
+        teacher = await OllamaTeacher.open(spec_for(srv, model="qwen3:8b"), retry=FAST_RETRY)
+        result = await teacher.reflect("response", PAIR)
+        await teacher.aclose()
+    # Ollama would think by default for qwen3 if srt said nothing.
+    assert srv.chat_requests[0].body["think"] is False
+    assert result.outcome == "ok"
+    assert result.calls[0].thinking is None and result.calls[0].thinking_tokens is None
+
+
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize("think", [True, "high"])
+async def test_a_thinking_reply_keeps_its_thinking(stream: bool, think: bool | str) -> None:
+    with OllamaTestServer(models=("qwen3:8b",)) as srv:
+        teacher = await OllamaTeacher.open(
+            spec_for(srv, model="qwen3:8b", think=think), stream=stream, retry=FAST_RETRY
+        )
+        result = await teacher.reflect("instruction", PAIR)
+        await teacher.aclose()
+    assert srv.chat_requests[0].body["think"] == think
+    assert result.outcome == "ok" and result.reflection is not None
+    (call,) = result.calls
+    assert call.thinking and call.thinking.startswith("Okay, the user wants")
+    assert "[New Instruction]" not in call.thinking and "[New Instruction]" in (
+        call.raw_reply or ""
+    )
+    assert call.thinking_tokens and call.thinking_tokens > 20
+    assert call.eval_count and call.eval_count > call.thinking_tokens  # thinking counts too
+
+
+async def test_think_shapes_the_key() -> None:
+    with OllamaTestServer(models=("qwen3:8b",)) as srv:
+        off = await OllamaTeacher.open(spec_for(srv, model="qwen3:8b"))
+        on = await OllamaTeacher.open(spec_for(srv, model="qwen3:8b", think="low"))
+        for t in (off, on):
+            await t.aclose()
+    assert off.key != on.key
+
+
+async def test_thinking_for_a_model_that_cannot_think_is_refused_at_open(
+    server: OllamaTestServer,
+) -> None:
+    with pytest.raises(TeacherError, match=r"cannot think.*set think = false"):
+        await OllamaTeacher.open(spec_for(server, think=True))
+
+
+async def test_gpt_oss_thinks_even_when_told_not_to() -> None:
+    with OllamaTestServer(models=("gpt-oss:20b",)) as srv:
+        teacher = await OllamaTeacher.open(spec_for(srv, model="gpt-oss:20b"), retry=FAST_RETRY)
+        result = await teacher.reflect("response", PAIR)
+        await teacher.aclose()
+    assert srv.chat_requests[0].body["think"] is False
+    assert result.outcome == "ok" and result.calls[0].thinking  # stored all the same
+
+
+async def test_thinking_that_eats_num_predict_is_a_failed_reply_not_a_cut_one() -> None:
+    with OllamaTestServer(models=("qwen3:8b",)) as srv:
+        teacher = await OllamaTeacher.open(
+            spec_for(
+                srv,
+                model="qwen3:8b",
+                think=True,
+                options=TeacherOptions(num_ctx=4096, num_predict=40),
+                max_attempts=1,
+            ),
+            retry=FAST_RETRY,
+        )
+        result = await teacher.reflect("response", PAIR)
+        await teacher.aclose()
+    (call,) = result.calls
+    assert call.outcome == "empty" and call.thinking and not call.raw_reply
+
+
+# ---------------------------------------------------------------- what arrived is kept
+
+
+async def test_a_cut_stream_keeps_the_text_that_arrived(server: OllamaTestServer) -> None:
+    teacher = await opened(server)
+    server.script(Cut(after=6))
+    result = await teacher.reflect("response", PAIR)
+    await teacher.aclose()
+    first = result.calls[0]
+    assert first.error_kind == "stream_cut"
+    assert first.raw_reply and len(first.raw_reply) > 5
+    assert result.calls[1].raw_reply and result.calls[1].raw_reply.startswith(first.raw_reply)
+
+
+async def test_the_limit_is_between_chunks_not_on_the_whole_reply() -> None:
+    with OllamaTestServer(parts=12) as srv:
+        teacher = await opened(srv, timeout=0.5)
+        srv.script(Reply(delay=0.3), Reply(delay=0.3), Reply(delay=0.3))
+        # Three replies of 0.3 s each, one at a time (concurrency 1): the last waits 0.6 s in
+        # srt's queue, which the 0.5 s limit does not count.
+        results = await asyncio.gather(*(teacher.reflect("response", PAIR) for _ in range(3)))
+        await teacher.aclose()
+    assert [r.outcome for r in results] == ["ok"] * 3
+    assert all(len(r.calls) == 1 for r in results)
+    assert srv.peak_in_flight == 1
+
+
+# ---------------------------------------------------------------- names and compatible servers
+
+
+@pytest.mark.parametrize(
+    "name", ["LLAMA3.1:8B", "library/llama3.1:8b", "registry.ollama.ai/library/llama3.1:8b"]
+)
+async def test_names_ollama_accepts_are_accepted(server: OllamaTestServer, name: str) -> None:
+    teacher = await opened(server, model=name)
+    result = await teacher.reflect("response", PAIR)
+    await teacher.aclose()
+    assert result.outcome == "ok" and teacher.model_digest
+
+
+async def test_a_name_without_tag_means_latest() -> None:
+    with OllamaTestServer(models=("mistral:latest",)) as srv:
+        teacher = await opened(srv, model="mistral")
+        await teacher.aclose()
+    assert teacher.model_digest
+
+
+async def test_a_compatible_server_that_deviates_works_with_warnings() -> None:
+    compat = Compat(show=False, tags_model_field=False, final_message=False)
+    lines: list[str] = []
+    with OllamaTestServer(compat=compat) as srv:
+        for stream in (True, False):
+            teacher = await OllamaTeacher.open(
+                spec_for(srv), stream=stream, retry=FAST_RETRY, log=lines.append
+            )
+            result = await teacher.reflect("instruction", PAIR)
+            await teacher.aclose()
+            assert result.outcome == "ok" and len(result.calls) == 1
+            assert teacher.details.get("context_length") is None
+            assert teacher.num_ctx == 4096  # as configured: the trained context is unknown
+    text = "\n".join(lines)
+    assert "/api/show" in text and "'name'" in text and "without a 'message'" in text
+
+
+async def test_an_echo_server_makes_no_ok_reflection() -> None:
+    with OllamaTestServer(echo_tail=400) as srv:
+        for output in ("markers", "json"):
+            teacher = await opened(srv, output=output)
+            for stage in ("instruction", "response"):
+                result = await teacher.reflect(stage, PAIR)
+                assert result.reflection is None, (output, stage, result.calls[-1].raw_reply)
+                assert result.outcome in ("echo", "parse_failed")
+            await teacher.aclose()
+
+
+async def test_thinking_is_stored_with_the_call(tmp_path: Path) -> None:
+    from srt_local.store import Store
+    from srt_local.teacher_log import record_call
+
+    with OllamaTestServer(models=("qwen3:8b",)) as srv:
+        teacher = await OllamaTeacher.open(spec_for(srv, model="qwen3:8b", think="medium"))
+        result = await teacher.reflect("response", PAIR)
+        await teacher.aclose()
+    with Store.open(tmp_path / "srt.duckdb") as store:
+        with store.transaction() as con:
+            call_id = record_call(con, result.calls[0], None, "ori", teacher.key)
+        thinking, tokens, options = store.query(
+            "SELECT thinking, thinking_tokens, options FROM teacher_calls WHERE call_id = ?",
+            [call_id],
+        )[0]
+    assert thinking == result.calls[0].thinking and thinking.startswith("Okay")
+    assert tokens == result.calls[0].thinking_tokens
+    assert tokens is not None and tokens > 0
+    assert '"num_ctx": 4096' in options  # the options sent, as sized for this prompt
+
+
+async def test_the_server_queues_per_model_at_its_parallelism() -> None:
+    # Two models, OLLAMA_NUM_PARALLEL=1: one request per model at a time, the models side by side.
+    with OllamaTestServer(models=("llama3.1:8b", "qwen3:8b"), latency=0.3) as srv:
+        a = await opened(srv, concurrency=2)
+        b = await opened(srv, model="qwen3:8b", concurrency=2)
+        started = time.monotonic()
+        results = await asyncio.gather(*(t.reflect("response", PAIR) for t in (a, a, b, b)))
+        elapsed = time.monotonic() - started
+        for t in (a, b):
+            await t.aclose()
+    assert all(r.outcome == "ok" for r in results)
+    assert srv.peak_in_flight == 2
+    assert 0.55 <= elapsed < 1.0  # two waves of 0.3 s, not one, not four

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from tui_support import build_store
 
 from srt_local.review import (
     BrowseFilter,
@@ -19,13 +16,6 @@ from srt_local.review import (
     word_diff,
 )
 from srt_local.store import Store
-
-
-@pytest.fixture
-def store_run(tmp_path: Path) -> Iterator[tuple[Store, int]]:
-    store, run_id = build_store(tmp_path)
-    yield store, run_id
-    store.close()
 
 
 def selected(store: Store, run_id: int) -> list[int]:

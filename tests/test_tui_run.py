@@ -6,22 +6,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ollama_server import OllamaTestServer
-from test_tui_screens import rows, settle, text
 from textual import events
 from textual.pilot import Pilot
 from textual.widget import Widget
-from textual.widgets import Input, Log, Select, TabbedContent, TextArea
-from tui_support import write_dataset_file
+from textual.widgets import Input, Select, TabbedContent, TextArea
 
 from srt_local.importer import import_dataset
 from srt_local.store import Store
+from tests.ollama_server import OllamaTestServer
+from tests.tui_support import rows, settle, text, write_dataset_file
 from tui.app import SrtApp
-from tui.screens.run import RunPane
+from tui.screens.run import RunLog, RunPane
+from tui.widgets.arrow_table import ArrowTable
 from tui.widgets.confirm import Confirm
 
 SIZE = (100, 30)
@@ -57,7 +58,7 @@ async def start_run(pilot: Pilot[Any], teacher: str, limit: str = "") -> RunPane
     app = pilot.app
     app.query_one("#teacher", Select).value = teacher
     app.query_one("#limit", Input).value = limit
-    app.query_one("#runs-table").focus_table()
+    app.query_one("#runs-table", ArrowTable).focus_table()
     assert app.query_one("#dataset", Select).value == "tiny"
     await pilot.press("s")
     return app.query_one(RunPane)
@@ -93,8 +94,16 @@ def in_text_field(app: SrtApp) -> bool:
     return isinstance(app.focused, Input | TextArea)
 
 
+def active_is(tabs: TabbedContent, tab: str) -> bool:
+    return tabs.active == tab
+
+
+def focus_text(app: SrtApp, tab: str) -> str:
+    return f"the focus in {tab} (on {app.focused})"
+
+
 def log_text(app: SrtApp) -> str:
-    return "\n".join(str(line) for line in app.query_one("#run-log", Log).lines)
+    return "\n".join(app.query_one("#run-log", RunLog).texts)
 
 
 @pytest.mark.slow
@@ -130,19 +139,27 @@ async def test_keys_are_answered_during_a_slow_run_and_quit_pauses_it_for_resumi
         for key, tab in (("4", "browse"), ("6", "sql"), ("2", "models"), ("3", "run")) * 2:
             # escape leaves a text field (the SQL editor) for the tab's list or table
             times.append(await press_live(app, "escape", lambda: not in_text_field(app)))
-            times.append(await press_live(app, key, lambda tab=tab: tabs.active == tab))
+            times.append(await press_live(app, key, partial(active_is, tabs, tab)))
             await until(
                 pilot,
                 lambda: focus_in(app, tabs.active_pane),
                 10,
-                lambda tab=tab: f"the focus in {tab} (on {app.focused})",
+                partial(focus_text, app, tab),
             )
         assert pane.running, "the run outlasted the key presses"
         assert max(times) < KEY_BOUND_S, f"keys took {sorted(times)} s while the run went on"
+        assert "in flight" in pane.waiting() or "storing the last results" in pane.waiting()
         await press_live(app, "ctrl+q", lambda: app.return_code is not None)
+        assert "pausing run 1" in log_text(app)
     [(status, decided)] = store.query("SELECT status, (SELECT count(*) FROM decisions) FROM runs")
     assert status == "paused"
     assert decided < 6
+    # the pause finished the samples in flight: every reply received was stored as a version
+    [(replies, stored)] = store.query(
+        "SELECT (SELECT count(*) FROM teacher_calls WHERE outcome = 'ok'), "
+        "(SELECT count(*) FROM versions WHERE teacher_key <> '')"
+    )
+    assert replies == stored
 
     calls_before = store.query("SELECT count(*) FROM teacher_calls WHERE outcome = 'ok'")[0][0]
     app = SrtApp(store, models_file=slow_teacher, theme="dark")
@@ -152,7 +169,7 @@ async def test_keys_are_answered_during_a_slow_run_and_quit_pauses_it_for_resumi
         assert "run 1 is paused: highlight it and press u to resume" in log_text(app)
         assert rows(app, "#runs-table")[0][4] == "paused"
         pane = app.query_one(RunPane)
-        app.query_one("#runs-table").focus_table()
+        app.query_one("#runs-table", ArrowTable).focus_table()
         await pilot.press("u")
         await until(pilot, lambda: pane.active_run is not None, 30, "the resume")
         await until(pilot, lambda: not pane.running, 120, "the run to finish")

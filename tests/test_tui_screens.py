@@ -3,73 +3,22 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from ollama_server import OllamaTestServer
-from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static, TabbedContent, TextArea
-from textual.worker import WorkerState
-from tui_support import build_store, write_dataset_file
 
 from srt_local.store import Store
+from tests.ollama_server import OllamaTestServer
+from tests.tui_support import records, rows, settle, text, type_into, write_dataset_file
 from tui.app import SrtApp
 from tui.screens.export import parse_top
 from tui.widgets.arrow_table import ArrowTable
 from tui.widgets.sample_view import SampleView
 
 SIZE = (100, 30)
-
-
-@pytest.fixture
-def store_run(tmp_path: Path) -> Iterator[tuple[Store, int]]:
-    store, run_id = build_store(tmp_path)
-    yield store, run_id
-    store.close()
-
-
-@pytest.fixture
-def empty_store(tmp_path: Path) -> Iterator[Store]:
-    store = Store.open(tmp_path / "empty.duckdb")
-    yield store
-    store.close()
-
-
-async def settle(pilot: Pilot[Any], timeout: float = 30.0) -> None:
-    """Until every queued event is handled and no worker is pending or running, twice in a row
-    (handlers start workers, workers post events); fail the test if any worker raised."""
-    app = pilot.app
-    assert isinstance(app, SrtApp)
-    quiet = 0
-    deadline = time.monotonic() + timeout
-    while quiet < 2:
-        await pilot.pause()
-        busy = [w for w in app.workers if w.state in (WorkerState.PENDING, WorkerState.RUNNING)]
-        quiet = 0 if busy else quiet + 1
-        assert time.monotonic() < deadline, f"workers still busy: {busy}"
-    assert not app.worker_errors, app.worker_errors
-
-
-def rows(app: SrtApp, selector: str) -> list[list[Any]]:
-    table = app.query_one(selector, ArrowTable).table
-    if table is None:
-        return []
-    return [table.get_row_at(i) for i in range(table.row_count)]
-
-
-def text(app: SrtApp, selector: str) -> str:
-    return str(app.query_one(selector, Static).render())
-
-
-async def type_into(pilot: Pilot[Any], selector: str, value: str) -> None:
-    """Click a field and fill it (pasted: typing a long temporary path key by key is slow)."""
-    await pilot.click(selector)
-    field = pilot.app.query_one(selector, Input)
-    assert field.has_focus, pilot.app.focused
-    field.value = value
 
 
 # ---------------------------------------------------------------- Datasets
@@ -184,12 +133,7 @@ async def test_browse_override_is_stored_and_export_follows_it(
         await pilot.press("down", "down")
         await settle(pilot)
         head = str(app.query_one(SampleView).query_one(".head", Static).render())
-        assert "sample 3" in head, (
-            app.focused,
-            [getattr(a, "id", None) for a in app.focused.ancestors][:3],  # type: ignore[union-attr]
-            app.query_one("#decisions", ArrowTable).table.cursor_row,
-            head,
-        )  # type: ignore[union-attr]
+        assert "sample 3" in head, (app.focused, head)
         await pilot.press("a")
         await settle(pilot)
         await pilot.press("up", "up", "x")
@@ -198,7 +142,8 @@ async def test_browse_override_is_stored_and_export_follows_it(
             store.query("SELECT sample_id, override FROM decisions WHERE override IS NOT NULL")
         )
         assert overrides == {3: "accept", 1: "reject"}
-        assert rows(app, "#decisions")[0][9:11] == ["reject", "no"]
+        first = records(app, "#decisions")[0]
+        assert (first["override"], first["kept"]) == ("reject", "no")
 
         await pilot.press("7")
         await settle(pilot)
@@ -250,7 +195,7 @@ async def test_browse_filters_search_and_versions(store_run: tuple[Store, int]) 
         await pilot.press("s", "d")
         await settle(pilot)
         assert "sort ifd ori ↓" in text(app, "#decisions .caption")
-        ifds = [r[2] for r in rows(app, "#decisions")]
+        ifds = [r["ifd ori"] for r in records(app, "#decisions")]
         assert ifds == sorted(ifds, reverse=True)
 
 
@@ -281,7 +226,7 @@ async def test_sql_runs_queries_shows_errors_and_refuses_writes(
         await pilot.press("ctrl+r")
         await settle(pilot)
         assert {r[0]: r[1] for r in rows(app, "#results")} == {"QA": 2, "A": 2, "Q": 1, "ori": 1}
-        assert text(app, "#sql-status") == "4 rows"
+        assert text(app, "#sql-status").startswith("4 rows ·")
 
         editor = app.query_one("#editor", TextArea)
         for sql, message in (
@@ -373,3 +318,51 @@ def test_light_terminals_are_recognised(monkeypatch: pytest.MonkeyPatch) -> None
     ):
         monkeypatch.setenv("COLORFGBG", value)
         assert terminal_is_light() is light
+
+
+# ---------------------------------------------------------------- the current run, owned by the app
+
+
+async def test_a_run_chosen_in_one_tab_is_shown_by_the_others(
+    store_run: tuple[Store, int],
+) -> None:
+    store, _ = store_run
+    with store.transaction() as con:
+        con.execute(
+            "INSERT INTO runs (dataset_id, teacher_name, teacher_key, student_name, "
+            "student_sha256, template, max_tokens, emit_unreflected, config, status) "
+            "SELECT dataset_id, teacher_name, teacher_key, student_name, student_sha256, "
+            "template, max_tokens, emit_unreflected, config, 'paused' FROM runs"
+        )
+    app = SrtApp(store, theme="dark")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        await settle(pilot)
+        # nothing chosen yet: the latest run becomes the app's current run
+        assert app.current_run == 2
+        assert app.query_one("#browse-run", Select).value == 2
+        assert rows(app, "#decisions") == []
+        app.query_one("#browse-run", Select).value = 1  # as the user's choice does
+        await settle(pilot)
+        assert app.current_run == 1
+        assert len(rows(app, "#decisions")) == 6
+        await pilot.press("7")
+        await settle(pilot)
+        assert app.query_one("#export-run", Select).value == 1
+        assert app.query_one("#out", Input).value == "srt-run1-alpaca.json"
+        await pilot.press("escape", "5")  # the focus is in the file field: leave it first
+        await settle(pilot)
+        assert app.query_one("#dist-run", Select).value == 1
+        assert text(app, "#dist-caption").startswith("6 decided")
+
+
+def test_panes_and_widgets_never_import_the_app() -> None:
+    code = (
+        "import sys, importlib, pkgutil, tui.screens, tui.widgets\n"
+        "for pkg in (tui.screens, tui.widgets):\n"
+        "    for m in pkgutil.iter_modules(pkg.__path__):\n"
+        "        importlib.import_module(f'{pkg.__name__}.{m.name}')\n"
+        "print('tui.app' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

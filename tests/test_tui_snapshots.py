@@ -1,4 +1,5 @@
-"""SVG snapshots of every tab at 80x24 on fixed data (no timestamps, no machine paths shown).
+"""SVG snapshots of every tab at 80x24 on fixed data and fixed machine facts (tests.tui_support.
+FixedMachine: no GPU, no Ollama, no installed package sizes, no timestamps, no machine paths).
 
 Update them after a deliberate change with: .venv/bin/pytest tests/test_tui_snapshots.py
 --snapshot-update, and look at the SVGs in tests/__snapshots__/ before committing.
@@ -6,26 +7,24 @@ Update them after a deliberate change with: .venv/bin/pytest tests/test_tui_snap
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import TextArea
 from textual.worker import WorkerState
-from tui_support import build_store
 
 from srt_local.store import Store
+from tests.tui_support import FixedMachine
 from tui.app import SrtApp
 
 SIZE = (80, 24)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store, _ = build_store(tmp_path)
-    yield store
-    store.close()
+def store(store_run: tuple[Store, int]) -> Store:
+    return store_run[0]
 
 
 async def quiet(pilot: Pilot[Any]) -> None:
@@ -37,12 +36,20 @@ async def quiet(pilot: Pilot[Any]) -> None:
         await pilot.pause(0.05)
 
 
+def steady_cursors(pilot: Pilot[Any]) -> None:
+    """A blinking cursor is drawn or not depending on when the screenshot is taken."""
+    for field in pilot.app.query("Input, TextArea"):
+        field.cursor_blink = False  # type: ignore[attr-defined]
+
+
 def keys_then_quiet(*keys: str) -> Callable[[Pilot[Any]], Any]:
     async def run_before(pilot: Pilot[Any]) -> None:
         await quiet(pilot)
         for key in keys:
             await pilot.press(key)
             await quiet(pilot)
+        steady_cursors(pilot)
+        await pilot.pause()
 
     return run_before
 
@@ -62,10 +69,36 @@ def keys_then_quiet(*keys: str) -> Callable[[Pilot[Any]], Any]:
 def test_tab_snapshot(
     name: str, keys: tuple[str, ...], store: Store, snap_compare: Callable[..., bool]
 ) -> None:
-    app = SrtApp(store, theme="dark")
+    app = SrtApp(store, theme="dark", machine=FixedMachine())
     assert snap_compare(app, terminal_size=SIZE, run_before=keys_then_quiet(*keys))
 
 
 def test_browse_in_the_light_theme(store: Store, snap_compare: Callable[..., bool]) -> None:
-    app = SrtApp(store, theme="light")
+    app = SrtApp(store, theme="light", machine=FixedMachine())
     assert snap_compare(app, terminal_size=SIZE, run_before=keys_then_quiet("4"))
+
+
+def test_first_run_offers_the_demo_data(
+    empty_store: Store, snap_compare: Callable[..., bool]
+) -> None:
+    app = SrtApp(empty_store, theme="dark", machine=FixedMachine())
+    assert snap_compare(app, terminal_size=SIZE, run_before=keys_then_quiet())
+
+
+def test_help_on_the_browse_tab(store: Store, snap_compare: Callable[..., bool]) -> None:
+    app = SrtApp(store, theme="dark", machine=FixedMachine())
+    assert snap_compare(app, terminal_size=SIZE, run_before=keys_then_quiet("4", "f1"))
+
+
+def test_sql_completion_list(store: Store, snap_compare: Callable[..., bool]) -> None:
+    async def type_a_query(pilot: Pilot[Any]) -> None:
+        await keys_then_quiet("6")(pilot)
+        pilot.app.query_one("#editor", TextArea).text = ""
+        await pilot.press(*"SELECT * FROM s")
+        await pilot.press("tab")
+        await quiet(pilot)
+        steady_cursors(pilot)
+        await pilot.pause()
+
+    app = SrtApp(store, theme="dark", machine=FixedMachine())
+    assert snap_compare(app, terminal_size=SIZE, run_before=type_a_query)

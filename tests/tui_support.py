@@ -1,14 +1,28 @@
-"""A store with fixed data for the TUI tests: a dataset imported from a file with bad records, and a
-finished run whose versions, scores and decisions are written with SQL (no model needed)."""
+"""Support for the TUI tests: a store with fixed data (a dataset imported from a file with bad
+records, and a finished run whose versions, scores and decisions are written with SQL, no model
+needed), the Pilot helpers that drive the app like a user, and fixed machine facts for the Models
+tab."""
 
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
+from textual.worker import WorkerState
+
+from srt_local.config import ModelsConfig
 from srt_local.importer import import_dataset
+from srt_local.model_status import MISSING, PRESENT, ModelStatus, model_statuses
 from srt_local.pairs import pair_hash
 from srt_local.store import Store
+
+if TYPE_CHECKING:
+    from textual.app import App
 
 STUDENT_SHA = "0" * 64
 TEACHER_KEY = "test-teacher-key"
@@ -96,15 +110,16 @@ REFLECTIONS = {
 }
 
 
-def write_dataset_file(path: Path) -> Path:
-    path.write_text(json.dumps(RECORDS, indent=1))
+def write_dataset_file(path: Path, records: list[object] | None = None) -> Path:
+    path.write_text(json.dumps(RECORDS if records is None else records, indent=1))
     return path
 
 
-def build_store(tmp: Path) -> tuple[Store, int]:
-    """A store at tmp/srt.duckdb with the dataset 'tiny' and a finished run on it; (store, run)."""
+def build_store(tmp: Path, records: list[object] | None = None) -> tuple[Store, int]:
+    """A store at tmp/srt.duckdb with the dataset 'tiny' and a finished run on it; (store, run).
+    `records` replaces the dataset's records (its first six must be good ones)."""
     store = Store.open(tmp / "srt.duckdb")
-    import_dataset(store, write_dataset_file(tmp / "tiny.json"), name="tiny")
+    import_dataset(store, write_dataset_file(tmp / "tiny.json", records), name="tiny")
     with store.transaction() as con:
         dataset_id = con.execute("SELECT dataset_id FROM datasets WHERE name = 'tiny'").fetchone()
         assert dataset_id is not None
@@ -190,3 +205,107 @@ def build_store(tmp: Path) -> tuple[Store, int]:
                 ],
             )
     return store, run_id
+
+
+# ---------------------------------------------------------------- driving the app
+
+
+async def settle(pilot: Pilot[Any], timeout: float = 30.0) -> None:
+    """Until every queued event is handled and no worker is pending or running, twice in a row
+    (handlers start workers, workers post events); fail the test if any worker raised."""
+    app = pilot.app
+    quiet = 0
+    deadline = time.monotonic() + timeout
+    while quiet < 2:
+        await pilot.pause()
+        busy = [w for w in app.workers if w.state in (WorkerState.PENDING, WorkerState.RUNNING)]
+        quiet = 0 if busy else quiet + 1
+        assert time.monotonic() < deadline, f"workers still busy: {busy}"
+    errors = getattr(app, "worker_errors", [])
+    assert not errors, errors
+
+
+def rows(app: App[Any], selector: str) -> list[list[Any]]:
+    """The rows an ArrowTable shows now."""
+    from tui.widgets.arrow_table import ArrowTable
+
+    table = app.query_one(selector, ArrowTable).table
+    if table is None:
+        return []
+    return [table.get_row_at(i) for i in range(table.row_count)]
+
+
+def records(app: App[Any], selector: str) -> list[dict[str, Any]]:
+    """The rows an ArrowTable shows now, by column name."""
+    from tui.widgets.arrow_table import ArrowTable
+
+    view = app.query_one(selector, ArrowTable)
+    table = view.table
+    if table is None or view.data is None:
+        return []
+    names = view.data.column_names
+    return [dict(zip(names, table.get_row_at(i), strict=True)) for i in range(table.row_count)]
+
+
+def text(app: App[Any], selector: str) -> str:
+    return str(app.query_one(selector, Static).render())
+
+
+async def type_into(pilot: Pilot[Any], selector: str, value: str) -> None:
+    """Click a field and fill it (pasted: typing a long temporary path key by key is slow)."""
+    await pilot.click(selector)
+    field = pilot.app.query_one(selector, Input)
+    assert field.has_focus, pilot.app.focused
+    field.value = value
+
+
+# ---------------------------------------------------------------- a machine that never changes
+
+
+class FixedMachine:
+    """The Models tab's machine facts, fixed: a CPU build, every packaged GGUF present at 250 MB,
+    every file path missing, every Ollama server unreachable. Snapshots taken on it look the same
+    on a laptop, a GPU box and CI."""
+
+    def statuses(self, config: ModelsConfig) -> list[ModelStatus]:
+        return [self._fixed(s) for s in model_statuses(config)]
+
+    def gpu_offload(self) -> bool:
+        return False
+
+    async def check_servers(self, statuses: list[ModelStatus]) -> list[ModelStatus]:
+        return [
+            replace(
+                s,
+                state="unreachable",
+                detail=f"{s.name}: no Ollama server at {s.host}",
+                problem="unreachable",
+            )
+            if s.served
+            else s
+            for s in statuses
+        ]
+
+    @staticmethod
+    def _fixed(s: ModelStatus) -> ModelStatus:
+        if s.served:
+            return s
+        spec = s.spec
+        package = getattr(spec, "package", None)
+        if package is None:
+            path = getattr(spec, "path", None)
+            return replace(
+                s,
+                state=MISSING,
+                detail=f"{s.name}: {path}: no such file",
+                file=None,
+                size_bytes=None,
+            )
+        return replace(
+            s,
+            state=PRESENT,
+            detail=f"{s.name}: /models/{package}.gguf",
+            problem=None,
+            file=Path(f"/models/{package}.gguf"),
+            size_bytes=250_000_000,
+        )

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import click
 
-from srt_local.commands.common import db_option, err_console
+from srt_local.commands.common import db_option, say
 from srt_local.commands.run_cmd import execute, print_summary
+from srt_local.importer import DEMO_NAME, demo_file
 from srt_local.pipeline import RunOptions
 from srt_local.store import Store
-
-DEMO_NAME = "demo"
 
 QUERIES = [
     (
@@ -30,10 +28,6 @@ QUERIES = [
         "WHERE outcome <> 'ok'",
     ),
 ]
-
-
-def demo_file() -> Path:
-    return Path(str(resources.files("srt_local").joinpath("data/demo.jsonl")))
 
 
 @click.command()
@@ -54,16 +48,15 @@ def demo(teacher: str, student: str | None, limit: int | None, db_path: Path | N
         exists = store.query("SELECT 1 FROM datasets WHERE name = ?", [DEMO_NAME])
         if not exists:
             report = import_dataset(store, demo_file(), name=DEMO_NAME)
-            err_console.print(f"imported {report}")
+            say(f"imported {report}")
         summary = execute(
             store, RunOptions(dataset=DEMO_NAME, teacher=teacher, student=student, limit=limit)
         )
         print_summary(summary, store)
         db = store.path
-    err_console.print("\n[bold]Try these:[/]")
+    say("\nTry these:", "bold")
     for title, query in QUERIES:
-        err_console.print(f'  # {title}\n  srt sql "{query}" --db {db}\n', highlight=False)
-    err_console.print(
-        "Export the selection: "
-        f"srt export {summary.run_id} --format alpaca --out kept.json --db {db}"
+        say(f'  # {title}\n  srt sql "{query}" --db {db}\n')
+    say(
+        f"Export the selection: srt export {summary.run_id} --format alpaca --out kept.json --db {db}"
     )

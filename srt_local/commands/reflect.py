@@ -6,7 +6,6 @@ writes one JSON line per sample on stdout or in --out (written whole, at the end
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -14,7 +13,14 @@ from typing import Any
 
 import click
 
-from srt_local.commands.common import EXIT_FAILED, UserError, db_option, err_console
+from srt_local.commands.common import (
+    EXIT_FAILED,
+    UserError,
+    db_option,
+    json_text,
+    report_error,
+    say,
+)
 from srt_local.config import load_models
 from srt_local.formats import DatasetFileError, read_records
 from srt_local.reflect_file import FileReflection, ReflectCounts
@@ -83,9 +89,9 @@ def reflect(
     except DatasetFileError as exc:
         raise UserError(str(exc)) from None
     for error in read.errors[:10]:
-        err_console.print(f"[yellow]skipped:[/] {error}", highlight=False)
+        say(f"skipped: {error}", "yellow")
     if len(read.errors) > 10:
-        err_console.print(f"[yellow]skipped:[/] {len(read.errors) - 10} more bad records")
+        say(f"skipped: {len(read.errors) - 10} more bad records", "yellow")
     records = read.records[:limit] if limit else read.records
     if not records:
         raise UserError(f"{input_path}: no usable records")
@@ -97,20 +103,19 @@ def reflect(
                 name,
                 config,
                 concurrency,
-                log=lambda line: err_console.print(line, highlight=False),
+                log=say,
             )
         except TeacherError as exc:
             done = len(job.lines)
             if done:
                 _write(out_path, job.lines)
-            err_console.print(
-                f"[bold red]error:[/] {exc}\n{done} of {len(records)} samples were done"
-                + (f" and written to {out_path}" if done and out_path else ""),
-                highlight=False,
+            report_error(
+                f"{exc}\n{done} of {len(records)} samples were done"
+                + (f" and written to {out_path}" if done and out_path else "")
             )
             raise SystemExit(EXIT_FAILED) from None
     _write(out_path, job.lines)
-    err_console.print(_progress_line(job.counts(), final=True), highlight=False)
+    say(_progress_line(job.counts(), final=True))
 
 
 def _progress_line(counts: ReflectCounts, final: bool = False) -> str:
@@ -127,11 +132,11 @@ def _progress_line(counts: ReflectCounts, final: bool = False) -> str:
 
 
 def _show(counts: ReflectCounts) -> None:
-    err_console.print(_progress_line(counts), highlight=False)
+    say(_progress_line(counts))
 
 
 def _write(out_path: Path | None, lines: dict[int, dict[str, Any]]) -> None:
-    text = "".join(json.dumps(lines[i], ensure_ascii=False) + "\n" for i in sorted(lines))
+    text = "".join(json_text(lines[i]) + "\n" for i in sorted(lines))
     if out_path is None:
         click.echo(text, nl=False)
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -24,11 +22,11 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from srt_local.commands.common import UserError, db_option, err_console
+from srt_local.commands.common import UserError, cell, db_option, err_console, json_text, say
 from srt_local.commands.executor_opts import executor_options, ray_settings
 from srt_local.config import TEMPLATES, StudentSpec, load_models
 from srt_local.executors import RaySettings, open_ray_pool
-from srt_local.formats import read_records
+from srt_local.formats import FORMATS, read_records
 from srt_local.pairs import Pair
 from srt_local.scoring import score_cached
 from srt_local.store import Store
@@ -70,6 +68,14 @@ FIELDS = (
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score the first N only.")
 @click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", *FORMATS]),
+    default="auto",
+    show_default=True,
+    help="The record format; auto reads it from the first record (as `srt import` does).",
+)
+@click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -84,6 +90,7 @@ def score(
     template: str | None,
     max_tokens: int | None,
     limit: int | None,
+    fmt: str,
     out: Path | None,
     db_path: Path | None,
     no_cache: bool,
@@ -92,7 +99,9 @@ def score(
     ray_node_ip: str | None,
     workers: int | None,
 ) -> None:
-    """Score every pair of INPUT (an Alpaca .json array or .jsonl file) with a student.
+    """Score every pair of INPUT (.json, .jsonl, .csv or .parquet; alpaca, sharegpt or messages
+    records, as `srt import` reads them: a conversation gives its first user turn and the reply
+    after it) with a student.
 
     \b
     One JSON line per sample, in input order:
@@ -106,7 +115,7 @@ def score(
     never scored twice; --no-cache turns that off. A bad file or record is reported with its
     line (or array index) and field, and nothing is written.
     """
-    pairs = _read_pairs(input_file, limit)
+    pairs = _read_pairs(input_file, limit, fmt)
     if out is not None:
         _check_out(out)
     config = load_models()
@@ -123,10 +132,9 @@ def score(
             scores = _score_on_ray(ray, spec, pairs, store)
     else:
         with store_cm as store, Student.load(spec) as scorer:
-            err_console.print(
-                f"scoring {len(pairs)} samples with {escape(scorer.name)} "
-                f"(template {scorer.template}, max_tokens {scorer.max_tokens})",
-                highlight=False,
+            say(
+                f"scoring {len(pairs)} samples with {scorer.name} "
+                f"(template {scorer.template}, max_tokens {scorer.max_tokens})"
             )
             with _progress(len(pairs)) as report:
                 scores = score_cached(scorer, pairs, store, progress=report)
@@ -135,7 +143,7 @@ def score(
         click.echo("".join(lines), nl=False)
     else:
         _write_atomically(out, "".join(lines))
-        err_console.print(f"wrote {len(lines)} lines to {escape(str(out))}", highlight=False)
+        say(f"wrote {len(lines)} lines to {out}")
     _summary(scores)
 
 
@@ -143,16 +151,11 @@ def _score_on_ray(
     ray: RaySettings, spec: StudentSpec, pairs: list[Pair], store: Store | None
 ) -> list[PairScore]:
     """The student on Ray actors; this process reads and writes the score cache."""
-
-    def log(message: str) -> None:
-        err_console.print(escape(message), highlight=False)
-
-    pool = open_ray_pool(ray, spec, None, store, log)
+    pool = open_ray_pool(ray, spec, None, store, say)
     try:
-        err_console.print(
-            f"scoring {len(pairs)} samples with {escape(pool.key.name)} on Ray "
-            f"(template {pool.key.template}, max_tokens {pool.key.max_tokens})",
-            highlight=False,
+        say(
+            f"scoring {len(pairs)} samples with {pool.key.name} on Ray "
+            f"(template {pool.key.template}, max_tokens {pool.key.max_tokens})"
         )
         with _progress(len(pairs)) as report:
             return pool.score_all(pairs, progress=report)
@@ -160,16 +163,14 @@ def _score_on_ray(
         pool.close()
 
 
-def _read_pairs(path: Path, limit: int | None) -> list[Pair]:
+def _read_pairs(path: Path, limit: int | None, fmt: str = "auto") -> list[Pair]:
     try:
-        result = read_records(path, "alpaca")
+        result = read_records(path, fmt)
     except OSError as exc:
         raise UserError(str(exc)) from None
     if result.errors:
         for error in result.errors:
-            err_console.print(
-                f"[red]bad record:[/] {escape(str(error))}", highlight=False, soft_wrap=True
-            )
+            err_console.print(Text.assemble(("bad record: ", "red"), cell(error)))
         raise UserError(f"{path}: {len(result.errors)} bad records; nothing was scored")
     records = result.records[:limit] if limit else result.records
     if not records:
@@ -189,7 +190,7 @@ def _line(index: int, score: PairScore) -> str:
     row: dict[str, Any] = {"index": index, **{k: values[k] for k in FIELDS}}
     if score.detail:
         row["detail"] = score.detail
-    return json.dumps(row, ensure_ascii=False) + "\n"
+    return json_text(row) + "\n"
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -212,7 +213,7 @@ def _summary(scores: Sequence[PairScore]) -> None:
         by_status[s.status] = by_status.get(s.status, 0) + 1
     parts = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
     below = sum(1 for s in scores if s.ifd_ppl is not None and s.ifd_ppl < 1)
-    err_console.print(f"{parts}; IFD < 1 for {below}", highlight=False)
+    say(f"{parts}; IFD < 1 for {below}")
 
 
 class _RateColumn(ProgressColumn):

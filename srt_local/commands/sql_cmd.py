@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
-from srt_local.commands.common import db_option
+from srt_local.commands.common import cell, db_option, json_text, out_console, say
 from srt_local.readonly_sql import open_reader, run_sql
 
 
@@ -53,17 +50,13 @@ def sql(query: str, fmt: str, snapshot: bool, db_path: Path | None) -> None:
         writer.writerows(rows)
     elif fmt == "json":
         for row in rows:
-            click.echo(
-                json.dumps(
-                    {k: _jsonable(v) for k, v in zip(names, row, strict=True)}, ensure_ascii=False
-                )
-            )
+            click.echo(json_text({k: _jsonable(v) for k, v in zip(names, row, strict=True)}))
     else:
-        # Text, not str: a cell (or a column name) is data, never Rich markup.
+        # Text cells: a cell (or a column name) is data, never Rich markup; controls made visible.
         table = Table()
         for name in names:
-            table.add_column(Text(name))
+            table.add_column(cell(name))
         for row in rows:
-            table.add_row(*[Text("NULL" if v is None else str(v)) for v in row])
-        Console().print(table)
-        click.echo(f"{len(rows)} row{'s' if len(rows) != 1 else ''}", err=True)
+            table.add_row(*[cell(v) for v in row])
+        out_console.print(table)
+        say(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")

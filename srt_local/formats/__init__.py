@@ -7,6 +7,7 @@ from srt_local.formats.read import (
     EXTENSIONS,
     DatasetFileError,
     ReadResult,
+    RecordStream,
     SourceRecord,
     read_records,
 )
@@ -17,6 +18,7 @@ from srt_local.formats.write import (
     ExportRow,
     check_out_path,
     dataset_info_entry,
+    read_dataset_info,
     update_dataset_info,
     write_dataset,
 )
@@ -30,9 +32,11 @@ __all__ = [
     "ExportRow",
     "ReadResult",
     "RecordError",
+    "RecordStream",
     "SourceRecord",
     "check_out_path",
     "dataset_info_entry",
+    "read_dataset_info",
     "read_records",
     "update_dataset_info",
     "write_dataset",

@@ -11,13 +11,21 @@ Multi-turn policy: an instruction pair is one exchange, so a conversation gives 
 (the instruction, input "") and the assistant turn right after it (the output). A system prompt
 (a system turn before that exchange, or sharegpt's top-level "system") is dropped, and so is every
 turn after the first reply; each dropped turn is counted in `turns_skipped`, never silently.
-A conversation that opens with the assistant, has no reply to its first user turn, uses an
-unknown role or has an empty instruction or reply is rejected, naming the turn and field.
+Turns after the first reply may use the tool roles of function-calling data (function_call,
+observation, tool, ...): they are dropped and counted like any later turn. A conversation that opens
+with the assistant, has no reply to its first user turn, uses an unknown role or has an empty
+instruction or reply is rejected, naming the turn and field. A turn's content may be a string or a
+list of parts (`[{"type": "text", "text": ...}]`, LLaMA-Factory writes "value" for "text"); the text
+parts are joined, and any other part (an image, audio) rejects the record: its pair is not text.
+
+Every text field is checked against the import size limit and for lone surrogates (a `\\ud800`
+escape is valid JSON but not Unicode, so the store could not hold it).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +35,13 @@ from srt_local.pairs import Pair
 FORMATS = ("alpaca", "sharegpt", "messages")
 
 RAW_LIMIT = 500  # characters of a bad record kept in the store
+DEFAULT_FIELD_CHARS = 200_000  # the import limit when models.toml sets none ([limits])
+
+# Roles of tool-using conversations (LLaMA-Factory's function_call/observation, OpenAI's tool and
+# function, Llama 3's ipython): allowed after the first exchange, where every turn is dropped.
+TOOL_ROLES = ("function_call", "observation", "tool", "function", "ipython")
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -96,7 +111,9 @@ FORMAT_KEYS = {
 
 
 def _has_keys(record: dict[str, Any], fmt: str) -> bool:
-    return any(key in record for key in FORMAT_KEYS[fmt])
+    keys = FORMAT_KEYS[fmt]
+    # Two plain lookups, not any(): this runs once per record of a million-record file.
+    return keys[0] in record or (len(keys) > 1 and keys[1] in record)
 
 
 def detect_format(record: Any) -> str | None:
@@ -114,34 +131,68 @@ class RecordProblems(SrtError):
         self.problems = problems
 
 
-def to_pair(record: Any, fmt: str) -> tuple[Pair, int]:
+def to_pair(
+    record: Any, fmt: str, max_chars: int = DEFAULT_FIELD_CHARS, surrogates: bool = True
+) -> tuple[Pair, int]:
     """The record as a Pair and the number of turns the multi-turn policy dropped.
 
-    Raises RecordProblems, with every problem found, when the record is not a valid `fmt` record.
+    Raises RecordProblems, with every problem found, when the record is not a valid `fmt` record
+    (a text field longer than `max_chars` is one). `surrogates=False` skips the search for lone
+    surrogates, for a record whose source text has no `\\uD8..`-`\\uDF..` escape (the reader knows).
     """
     if not isinstance(record, dict):
         raise RecordProblems(
             [FieldProblem(None, f"expected a JSON object, got {describe(record)}")]
         )
-    looks_like = detect_format(record)
-    if looks_like is not None and not _has_keys(record, fmt):
+    looks_like = None if _has_keys(record, fmt) else detect_format(record)
+    if looks_like is not None:
         article = "an" if looks_like == "alpaca" else "a"
         raise RecordProblems(
             [FieldProblem(None, f"{article} {looks_like} record, but the file is read as {fmt}")]
         )
     if fmt == "alpaca":
-        return _alpaca(record), 0
-    return _conversation(record, CONVERSATIONS[fmt])
+        return _alpaca(record, max_chars, surrogates), 0
+    return _conversation(record, CONVERSATIONS[fmt], max_chars, surrogates)
+
+
+def text_problem(value: str, max_chars: int, surrogates: bool = True) -> str | None:
+    """Why a string cannot be stored as a field, or None if it can."""
+    if len(value) > max_chars:
+        return (
+            f"{len(value):,} characters, over the import limit of {max_chars:,} "
+            "([limits] import_field_chars in models.toml)"
+        )
+    found = _SURROGATE.search(value) if surrogates else None
+    if found is not None:
+        return (
+            f"a lone surrogate \\u{ord(found.group()):04x} at character {found.start()} "
+            "(an escape that is not Unicode text)"
+        )
+    return None
 
 
 def _text(
-    record: dict[str, Any], key: str, field: str, required: bool, problems: list[FieldProblem]
+    record: dict[str, Any],
+    key: str,
+    field: str,
+    required: bool,
+    problems: list[FieldProblem],
+    max_chars: int,
+    surrogates: bool,
 ) -> str:
+    value = record.get(key)
+    # The common case, checked first: a million records pass here.
+    if (
+        type(value) is str
+        and len(value) <= max_chars
+        and not (surrogates and _SURROGATE.search(value))
+        and (not required or (value and not value.isspace()))
+    ):
+        return value
     if key not in record:
         if required:
             problems.append(FieldProblem(field, "missing"))
         return ""
-    value = record[key]
     if value is None and not required:
         return ""
     if not isinstance(value, str):
@@ -149,20 +200,48 @@ def _text(
         return ""
     if required and not value.strip():
         problems.append(FieldProblem(field, "empty" if not value else "only whitespace"))
+    else:
+        bad = text_problem(value, max_chars, surrogates)
+        if bad is not None:
+            problems.append(FieldProblem(field, bad))
     return value
 
 
-def _alpaca(record: dict[str, Any]) -> Pair:
+def _alpaca(record: dict[str, Any], max_chars: int, surrogates: bool) -> Pair:
     problems: list[FieldProblem] = []
-    instruction = _text(record, "instruction", "instruction", True, problems)
-    input_ = _text(record, "input", "input", False, problems)
-    output = _text(record, "output", "output", True, problems)
+    instruction = _text(record, "instruction", "instruction", True, problems, max_chars, surrogates)
+    input_ = _text(record, "input", "input", False, problems, max_chars, surrogates)
+    output = _text(record, "output", "output", True, problems, max_chars, surrogates)
     if problems:
         raise RecordProblems(problems)
     return Pair(instruction, input_, output)
 
 
-def _conversation(record: dict[str, Any], conv: Conversation) -> tuple[Pair, int]:
+def _content(turn: dict[str, Any], conv: Conversation) -> tuple[str | None, str]:
+    """A turn's text (a string, or its text parts joined) or None, and why not."""
+    if conv.content_key not in turn:
+        return None, "missing"
+    content = turn[conv.content_key]
+    if isinstance(content, str):
+        return content, ""
+    if not isinstance(content, list):
+        return None, f"expected a string or a list of parts, got {describe(content)}"
+    texts: list[str] = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind != "text":
+            got = describe(kind) + " part" if isinstance(part, dict) else describe(part)
+            return None, f"part {j}: only text parts can be scored, got {got}"
+        text = part.get("text", part.get("value"))
+        if not isinstance(text, str):
+            return None, f"part {j}: expected a string in 'text', got {describe(text)}"
+        texts.append(text)
+    return "".join(texts), ""
+
+
+def _conversation(
+    record: dict[str, Any], conv: Conversation, max_chars: int, surrogates: bool
+) -> tuple[Pair, int]:
     problems: list[FieldProblem] = []
     if conv.key not in record:
         raise RecordProblems([FieldProblem(conv.key, "missing")])
@@ -178,7 +257,7 @@ def _conversation(record: dict[str, Any], conv: Conversation) -> tuple[Pair, int
             roles.append(None)
             continue
         role = turn.get(conv.role_key)
-        if role not in known:
+        if role not in known and role not in TOOL_ROLES:
             reason = "missing" if conv.role_key not in turn else f"unknown role {describe(role)}"
             allowed = ", ".join(repr(r) for r in known)
             problems.append(
@@ -187,15 +266,6 @@ def _conversation(record: dict[str, Any], conv: Conversation) -> tuple[Pair, int
             roles.append(None)
             continue
         roles.append(role)
-        content = turn.get(conv.content_key)
-        if conv.content_key not in turn:
-            problems.append(FieldProblem(f"{field}.{conv.content_key}", "missing"))
-        elif not isinstance(content, str):
-            problems.append(
-                FieldProblem(
-                    f"{field}.{conv.content_key}", f"expected a string, got {describe(content)}"
-                )
-            )
     if problems:
         raise RecordProblems(problems)
 
@@ -224,6 +294,8 @@ def _conversation(record: dict[str, Any], conv: Conversation) -> tuple[Pair, int
         )
     if first + 1 == len(roles) or roles[first + 1] != conv.assistant:
         got = "nothing" if first + 1 == len(roles) else repr(roles[first + 1])
+        if first + 1 < len(roles) and roles[first + 1] in TOOL_ROLES:
+            got += " (a tool turn: only a direct reply makes an instruction pair)"
         raise RecordProblems(
             [
                 FieldProblem(
@@ -233,17 +305,21 @@ def _conversation(record: dict[str, Any], conv: Conversation) -> tuple[Pair, int
                 )
             ]
         )
-    instruction = turns[first][conv.content_key]
-    output = turns[first + 1][conv.content_key]
-    for i, text in ((first, instruction), (first + 1, output)):
-        if not text.strip():
-            problems.append(
-                FieldProblem(
-                    f"{conv.key}[{i}].{conv.content_key}",
-                    "empty" if not text else "only whitespace",
-                )
-            )
+    # Only the exchange is read: the turns after it are dropped, whatever their content.
+    texts: list[str] = []
+    for i in (first, first + 1):
+        field = f"{conv.key}[{i}].{conv.content_key}"
+        text, reason = _content(turns[i], conv)
+        if text is None:
+            problems.append(FieldProblem(field, reason))
+        elif not text.strip():
+            problems.append(FieldProblem(field, "empty" if not text else "only whitespace"))
+        else:
+            bad = text_problem(text, max_chars, surrogates)
+            if bad is not None:
+                problems.append(FieldProblem(field, bad))
+        texts.append(text or "")
     if problems:
         raise RecordProblems(problems)
     skipped += len(roles) - (first + 2)
-    return Pair(instruction, "", output), skipped
+    return Pair(texts[0], "", texts[1]), skipped

@@ -9,7 +9,6 @@ run again continues where it stopped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,13 +26,13 @@ from srt_local.run.context import (
     student_factory,
     teacher_factory,
 )
-from srt_local.run.method import Reflections, Unavailable, process_sample
+from srt_local.run.method import Paused, Reflections, Unavailable, process_sample
 from srt_local.run.progress import ProgressTracker, RunProgress
 from srt_local.run.repository import RunRepository, RunRow, RunSettings
 from srt_local.run.vocabulary import RunStatus, Stage
+from srt_local.run_owner import claim
 from srt_local.store import Store
-
-STOP_POLL = 0.1  # seconds between two looks at the stop event
+from srt_local.teachers.base import TeacherServerDown
 
 
 @dataclass(frozen=True)
@@ -125,11 +124,17 @@ def run_pipeline(
         scorer_factory or student_factory(config, store),
     )
     repo.set_status(run_id, RunStatus.RUNNING)
+    claim(store, run_id)  # i9: the owner's PID and host, so a killed run shows as interrupted
     try:
         summary = asyncio.run(execution.execute(run, stop))
     except (KeyboardInterrupt, asyncio.CancelledError):
         repo.set_status(run_id, RunStatus.PAUSED)
         raise
+    except TeacherServerDown as exc:
+        # A lasting server error: pause with the cause, so the same command resumes once it is fixed.
+        paused = TeacherServerDown(f"run {run_id} paused: {exc}", exc.calls)
+        repo.set_status(run_id, RunStatus.PAUSED, str(paused))
+        raise paused from None
     except Exception as exc:
         repo.set_status(run_id, RunStatus.FAILED, str(exc))
         raise
@@ -223,49 +228,54 @@ class _Workers:
         self.repo = repo
         self.pending: asyncio.Queue[tuple[int, Pair]] = asyncio.Queue()
         self.abandoned = 0
+        self.stop: threading.Event | None = None
 
     async def run(self, todo: list[tuple[int, Pair]], stop: threading.Event | None) -> RunStatus:
         for item in todo:
             self.pending.put_nowait(item)
+        self.stop = stop
         workers = [asyncio.create_task(self.worker()) for _ in range(self.context.workers)]
-        everything = asyncio.gather(*workers)
-        stopper = asyncio.create_task(_wait_for(stop)) if stop is not None else None
         try:
-            if stopper is None:
-                await everything
-            else:
-                racers: list[asyncio.Future[Any]] = [everything, stopper]
-                await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
-                if stop is not None and stop.is_set():
-                    everything.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await everything
-                    return RunStatus.PAUSED
-                await everything
+            await asyncio.gather(*workers)
         finally:
-            if stopper is not None:
-                stopper.cancel()
             for task in workers:
                 task.cancel()
             self.tracker.emit(force=True)
+        if self.stopping() and not self.pending.empty():
+            return RunStatus.PAUSED
         return RunStatus.INCOMPLETE if self.abandoned else RunStatus.DONE
 
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
     async def worker(self) -> None:
-        context = self.context
-        while not self.pending.empty():
+        # A stop takes no new sample and lets the samples in flight finish the step they are on
+        # (a teacher call, a scoring) and store it, so no reply already asked for is thrown away.
+        context, tracker = self.context, self.tracker
+        while not self.pending.empty() and not self.stopping():
             sid, pair = self.pending.get_nowait()
-            result = await process_sample(
-                sid, pair, self.reflections, context.scorer, context.rules, self.tracker
-            )
+            tracker.in_flight += 1
+            try:
+                result = await process_sample(
+                    sid,
+                    pair,
+                    self.reflections,
+                    context.scorer,
+                    context.rules,
+                    tracker,
+                    self.stopping,
+                )
+            except Paused:
+                self.pending.put_nowait((sid, pair))  # not decided: the run is not done
+                continue
+            finally:
+                tracker.in_flight -= 1
+                if self.stopping():
+                    tracker.emit(force=True)
             if isinstance(result, Unavailable):
                 self.abandoned += 1
-                self.tracker.fail(Stage.DECISION, f"teacher {result.error_kind}")
-                self.tracker.emit()
+                tracker.fail(Stage.DECISION, f"teacher {result.error_kind}")
+                tracker.emit()
                 continue
             self.repo.save_decision(context.run.run_id, sid, result)
-            self.tracker.advance(Stage.DECISION)
-
-
-async def _wait_for(stop: threading.Event) -> None:
-    while not stop.is_set():
-        await asyncio.sleep(STOP_POLL)
+            tracker.advance(Stage.DECISION)

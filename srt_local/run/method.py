@@ -9,6 +9,7 @@ never asked for again.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from srt_local.decision import Decision, VersionScore, choose_instruction, decide
@@ -128,6 +129,14 @@ async def score_of(scorer: Scorer, version: Made | Failed) -> VersionScore:
     return VersionScore(result.ifd_ppl, result.rifd_ppl)
 
 
+class Paused(Exception):
+    """A stop arrived between two steps of a sample: what it made is stored, the rest waits."""
+
+
+def _never() -> bool:
+    return False
+
+
 async def process_sample(
     sample_id: int,
     pair: Pair,
@@ -135,17 +144,29 @@ async def process_sample(
     scorer: Scorer,
     rules: Rules,
     tracker: ProgressTracker,
+    stopping: Callable[[], bool] = _never,
 ) -> Decision | Unavailable:
-    """One sample through both stages: its decision, or the transport error that stopped it."""
+    """One sample through both stages: its decision, or the transport error that stopped it.
+
+    Between two steps (a reflection, a scoring) it raises Paused when `stopping()`: the step in
+    flight finishes and is stored, so no reply already asked for is thrown away and asked again.
+    """
+
+    def pause_point() -> None:
+        if stopping():
+            raise Paused
+
     q = await reflections.get(sample_id, Kind.Q, Kind.ORI, pair)
     if isinstance(q, Unavailable):
         return q
     if isinstance(q, Failed):
         tracker.fail(Stage.INSTRUCTION_REFLECTION, f"reflection {q.outcome}")
     tracker.advance(Stage.INSTRUCTION_REFLECTION)
+    pause_point()
 
     ori = Made(pair)
     s_ori, s_q = await asyncio.gather(score_of(scorer, ori), score_of(scorer, q))
+    pause_point()
     choice = choose_instruction(s_ori, s_q)
     tracker.advance(Stage.INSTRUCTION_CHOICE)
 
@@ -162,6 +183,7 @@ async def process_sample(
     if isinstance(reflected, Failed):
         tracker.fail(Stage.RESPONSE_REFLECTION, f"reflection {reflected.outcome}")
     tracker.advance(Stage.RESPONSE_REFLECTION)
+    pause_point()
 
     s_reflected = await score_of(scorer, reflected)
     return decide(s_ori, s_q, choice, s_reflected, rules.emit_unreflected)

@@ -27,6 +27,8 @@ class RunProgress:
     tokens_per_s: float
     calls_per_s: float
     eta_s: float | None
+    in_flight: int = 0
+    """Samples being reflected or scored now: what a pause waits for."""
 
 
 class ProgressTracker:
@@ -48,6 +50,7 @@ class ProgressTracker:
         self.already_decided = already_decided
         self.stages = {s: StageProgress(s, total, already_decided) for s in STAGES}
         self.calls = 0
+        self.in_flight = 0  # samples being reflected or scored now
         self.tokens = tokens
         self._emit = emit
         self._clock = clock
@@ -96,4 +99,5 @@ class ProgressTracker:
             tokens_per_s=self.tokens() / elapsed,
             calls_per_s=self.calls / elapsed,
             eta_s=eta,
+            in_flight=self.in_flight,
         )

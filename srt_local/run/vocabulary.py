@@ -84,6 +84,9 @@ class Outcome(StrEnum):
     EMPTY = "empty"
     ECHO = "echo"
     REFUSED = "refused"
+    TOO_LONG = "too_long"  # the prompt cannot fit the teacher's context: final for the sample
+    REJECTED = "rejected"  # the server refused this one request (HTTP 400): final for the sample
+    REPLY_TOO_LONG = "reply_too_long"  # the reply passed [limits] reply_chars: final for the sample
     ERROR = "error"  # a transport error: the reflection is retried by the next run
 
 

@@ -19,6 +19,7 @@ from srt_local.teachers.base import (
     Teacher,
     TeacherCall,
     TeacherError,
+    TeacherServerDown,
 )
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ __all__ = [
     "Teacher",
     "TeacherCall",
     "TeacherError",
+    "TeacherServerDown",
     "open_teacher",
     "probe_ollama",
 ]

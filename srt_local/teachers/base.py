@@ -31,6 +31,11 @@ class TeacherError(SrtError, RuntimeError):
         self.calls: list[TeacherCall] = calls or []
 
 
+class TeacherServerDown(TeacherError):
+    """The server failed the same way several times in a row (out of memory, gone, 502...): the
+    run should pause with this message (the cause and what to do) and resume when run again."""
+
+
 @dataclass
 class TeacherCall:
     """One request and its reply: everything the store's teacher_calls row holds."""
@@ -61,6 +66,8 @@ class TeacherCall:
     error_message: str | None
     started_at: datetime
     finished_at: datetime
+    thinking: str | None = None  # the model's thinking, when it thought
+    thinking_tokens: int | None = None
 
 
 @dataclass

@@ -6,7 +6,19 @@ whether it is worth retrying). This module owns the two retry budgets:
   (when the configured temperature is 0) a warmer temperature, since greedy decoding would repeat
   the same text whatever the seed;
 - a request that failed in transit (timeout, 5xx, queue full, stream cut) is sent again after an
-  exponential back-off with jitter, up to `RetryPolicy.transport_retries` times per reflection.
+  exponential back-off with jitter, up to `RetryPolicy.transport_retries` times per reflection;
+- a request lost with its host in a teacher pool (`Generation.rerouted`) is sent again at once to
+  another host, up to `MAX_REROUTES` times, without spending the transport budget: the host failed,
+  not the request.
+Three kinds of failure end differently:
+- a prompt too long for the model, or a request the server rejects (HTTP 400), fails that sample
+  alone, for good (outcome too_long or rejected): the same request would fail the same way;
+- a reply longer than `reply_chars` ([limits] in models.toml) is cut off while it streams and
+  fails that sample alone, for good (outcome reply_too_long), its first `reply_chars` characters
+  kept as the raw reply: a model that rambles for megabytes must not stall the run or be exported;
+- `RetryPolicy.pause_after` failed requests in a row of the same kind (a lasting 500 from a runner
+  out of memory, a server gone, a 502), across samples, raise TeacherServerDown: the run pauses
+  with the cause and what to do, instead of retrying every sample in turn.
 """
 
 from __future__ import annotations
@@ -15,19 +27,33 @@ import asyncio
 import hashlib
 import json
 import random
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from srt_local.config import TeacherSpec
+from srt_local.config import Limits, TeacherSpec
 from srt_local.pairs import Pair
-from srt_local.parsing import parse_reply
+from srt_local.parsing import Parsed, parse_reply
 from srt_local.prompts import Prompt, build_prompt, prompt_versions
-from srt_local.teachers.base import ReflectResult, TeacherCall, TeacherError
+from srt_local.teachers.base import ReflectResult, TeacherCall, TeacherError, TeacherServerDown
 
 # A retry after an unparsable reply at temperature 0 needs some randomness to differ.
 RETRY_TEMPERATURE = 0.7
+# Failures that are the sample's own, whatever the server: the outcome they end it with.
+FINAL_KINDS = {
+    "prompt_too_long": "too_long",
+    "prompt_truncated": "too_long",
+    "context_full": "too_long",
+    "rejected": "rejected",
+    "reply_too_long": "reply_too_long",
+}
+# Failures that say nothing about the server's health: a full queue is load, not breakage.
+NOT_LASTING = {"busy", "prompt_too_long", "prompt_truncated", "context_full", "reply_too_long"}
+# Requests of one reflection lost with their hosts before the reflection gives up (a pool whose
+# hosts keep dying under it should stop rather than loop).
+MAX_REROUTES = 8
 
 
 @dataclass(frozen=True)
@@ -38,6 +64,7 @@ class RetryPolicy:
     transport_retries: int = 4
     base_delay: float = 0.5
     max_delay: float = 20.0
+    pause_after: int = 3  # failed requests in a row, of one kind, that stop the teacher
 
     def delay(self, retry: int) -> float:
         return min(self.max_delay, self.base_delay * 2 ** (retry - 1)) * random.uniform(0.5, 1.0)
@@ -62,6 +89,12 @@ class Generation:
     retryable: bool = False
     fatal: str | None = None  # a message for TeacherError after the retries are spent
     started_at: datetime | None = None  # when the request left the queue (None: when asked)
+    thinking: str | None = None
+    thinking_tokens: int | None = None
+    options: dict[str, Any] | None = None  # the options sent, when the backend changed them
+    status: int | None = None  # the HTTP status of a failed request
+    host: str | None = None  # the server that answered (None: the teacher's own host)
+    rerouted: bool = False  # lost with its host; the pool sends it again elsewhere
 
 
 class ChatTeacher(ABC):
@@ -89,9 +122,15 @@ class ChatTeacher(ABC):
         self.max_attempts = spec.max_attempts
         self.concurrency = max(1, concurrency)
         self.retry = retry or RetryPolicy()
+        # The longest reply kept ([limits] reply_chars; open_teacher sets the configured one).
+        self.reply_chars = Limits().reply_chars
         self.base_options = {**self.default_options, **spec.options.as_dict()}
         self.schema_chars = self.json_budget(self.base_options)
-        self.key = teacher_key(self.backend, model, model_digest, spec, self.base_options)
+        self.key = teacher_key(
+            self.backend, model, model_digest, spec, self.base_options, self.key_extra()
+        )
+        self._streak: tuple[Any, ...] | None = None
+        self._streak_length = 0
 
     @abstractmethod
     async def _send(self, prompt: Prompt, options: dict[str, Any]) -> Generation:
@@ -100,6 +139,14 @@ class ChatTeacher(ABC):
     @abstractmethod
     async def aclose(self) -> None:
         """Release the client or model."""
+
+    def key_extra(self) -> dict[str, Any]:
+        """Settings beyond the options that shape the replies (part of the key when any)."""
+        return {}
+
+    def advice(self, gen: Generation) -> str:
+        """What to do about failures like `gen` that keep coming (for TeacherServerDown)."""
+        return "check the teacher's server and settings"
 
     def json_budget(self, options: dict[str, Any]) -> int | None:
         """The total length json-mode strings are held to (None: unbounded)."""
@@ -122,16 +169,30 @@ class ChatTeacher(ABC):
         result = ReflectResult()
         reasks = 0
         resends = 0
+        reroutes = 0
         while True:
             options = self.options_for(reasks)
             asked = datetime.now(UTC)
-            gen = await self._send(prompt, options)
+            try:
+                gen = await self._send(prompt, options)
+            except TeacherError as exc:
+                # Raised before a request left (a pool with no host left): keep what was sent.
+                raise TeacherError(str(exc), [*result.calls, *exc.calls]) from None
+            unreadable = _make_storable(gen)  # a reply that is not text fails this sample only
             finished = datetime.now(UTC)
             started = gen.started_at or asked
             call = self._call(prompt, options, gen, len(result.calls) + 1, started, finished)
             result.calls.append(call)
+            self._count(gen, result.calls)
             if gen.error_kind is not None:
+                final = FINAL_KINDS.get(gen.error_kind)
+                if final is not None and not gen.fatal:
+                    call.outcome = result.outcome = final
+                    return result
                 result.outcome = "error"
+                if gen.rerouted and reroutes < MAX_REROUTES:
+                    reroutes += 1
+                    continue
                 if gen.retryable and resends < self.retry.transport_retries:
                     resends += 1
                     await asyncio.sleep(self.retry.delay(resends))
@@ -139,7 +200,7 @@ class ChatTeacher(ABC):
                 if gen.fatal:
                     raise TeacherError(gen.fatal, result.calls)
                 return result
-            parsed = parse_reply(stage, self.output_mode, gen.text, pair, hit_limit=gen.hit_limit)
+            parsed = unreadable or _parse(stage, self.output_mode, gen.text, pair, gen.hit_limit)
             call.outcome = parsed.outcome
             call.reflection = parsed.reflection
             call.error_message = parsed.detail
@@ -150,6 +211,43 @@ class ChatTeacher(ABC):
             reasks += 1
             if reasks >= self.max_attempts:
                 return result
+
+    def _count(self, gen: Generation, calls: list[TeacherCall]) -> None:
+        """Track failed requests in a row; TeacherServerDown when one kind lasts."""
+        if gen.error_kind is None:
+            self._streak, self._streak_length = None, 0
+            return
+        if gen.error_kind in NOT_LASTING or gen.rerouted:
+            # A request lost with one host of a pool says nothing of the others: the pool takes
+            # that host out and sends the request elsewhere.
+            return
+        # The same status (or, for a rejection, the same message) is the same failure again.
+        same = gen.error_message if gen.error_kind == "rejected" else None
+        streak = (gen.error_kind, gen.status, same)
+        if streak == self._streak:
+            self._streak_length += 1
+        else:
+            self._streak, self._streak_length = streak, 1
+        if self._streak_length >= self.retry.pause_after:
+            n = self._streak_length
+            self._streak, self._streak_length = None, 0
+            raise TeacherServerDown(
+                f"stopped after {n} failed requests in a row to {self.name!r} "
+                f"({self.model} at {self.host or self.backend}): {gen.error_message}. "
+                f"{_capital(self.advice(gen))}; then run the same command again: it resumes "
+                "where it stopped",
+                calls,
+            )
+
+    async def ask(
+        self, prompt: Prompt, options: dict[str, Any], attempt: int
+    ) -> tuple[TeacherCall, Generation]:
+        """One request outside the reflect loop (the judge asks its own prompts): the call as it
+        would be stored, and the generation (reply, counts, or error and whether to retry)."""
+        asked = datetime.now(UTC)
+        gen = await self._send(prompt, options)
+        finished = datetime.now(UTC)
+        return self._call(prompt, options, gen, attempt, gen.started_at or asked, finished), gen
 
     def _call(
         self,
@@ -167,8 +265,8 @@ class ChatTeacher(ABC):
             backend=self.backend,
             model=self.model,
             model_digest=self.model_digest,
-            host=self.host,
-            options=options,
+            host=gen.host or self.host,
+            options=gen.options if gen.options is not None else options,
             prompt_version=prompt.version,
             output_mode=prompt.output_mode,
             messages=prompt.messages,
@@ -187,11 +285,66 @@ class ChatTeacher(ABC):
             error_message=gen.error_message,
             started_at=started,
             finished_at=finished,
+            thinking=gen.thinking,
+            thinking_tokens=gen.thinking_tokens,
         )
 
 
+def reply_too_long(chars: int, limit: int, text: str | None) -> Generation:
+    """The failure of a reply cut off at `limit` characters (`chars` received), keeping at most
+    `limit` characters of what came."""
+    return Generation(
+        text=text[:limit] if text else None,
+        error_kind="reply_too_long",
+        error_message=(
+            f"the reply passed {limit:,} characters ({chars:,} received) and was cut off: raise "
+            "reply_chars in the [limits] table of models.toml if such long replies are wanted"
+        ),
+    )
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+# A lone surrogate (a "\\ud800" escape in the server's JSON) is not text: DuckDB cannot store it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _make_storable(gen: Generation) -> Parsed | None:
+    """Make the reply storable; a failed Parsed when it is not text (it holds lone surrogates, kept
+    in the stored reply as their escapes, so the call is recorded and the reply can be read)."""
+    if gen.thinking is not None:
+        gen.thinking = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", gen.thinking)
+    if gen.text is None:
+        return None
+    found = _LONE_SURROGATE.search(gen.text)
+    if found is None:
+        return None
+    gen.text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", gen.text)
+    return Parsed(
+        "parse_failed",
+        detail=f"the reply holds a lone surrogate (\\u{ord(found.group()):04x}), which is not text",
+    )
+
+
+def _parse(stage: str, mode: str, text: str | None, pair: Pair, hit_limit: bool) -> Parsed:
+    """parse_reply, with a reply too deeply nested (or with too long a number) to read failing
+    this sample alone instead of the run."""
+    try:
+        return parse_reply(stage, mode, text, pair, hit_limit=hit_limit)
+    except (RecursionError, ValueError) as exc:
+        reason = "nests too deeply" if isinstance(exc, RecursionError) else f"is unreadable ({exc})"
+        return Parsed("parse_failed", detail=f"the reply's JSON {reason}")
+
+
 def teacher_key(
-    backend: str, model: str, digest: str | None, spec: TeacherSpec, options: dict[str, Any]
+    backend: str,
+    model: str,
+    digest: str | None,
+    spec: TeacherSpec,
+    options: dict[str, Any],
+    extra: dict[str, Any] | None = None,
 ) -> str:
     """A readable, stable fingerprint of everything that shapes the replies: backend, model and its
     digest, prompt versions, output mode and options (not timeouts, concurrency or retries, so
@@ -203,6 +356,7 @@ def teacher_key(
         "output": spec.output,
         "prompts": list(prompt_versions(spec.output)),
         "options": options,
+        **(extra or {}),
     }
     blob = json.dumps(identity, sort_keys=True).encode()
     return f"{backend}/{model}/{hashlib.sha256(blob).hexdigest()[:12]}"

@@ -1,17 +1,16 @@
 """An embedded teacher: a GGUF chat model run by llama.cpp in this process.
 
 The model's own chat template (from the GGUF) formats the messages; json mode constrains decoding
-with a grammar built from the reply's JSON schema. Generation runs in a worker thread so the event
-loop stays free, and a lock guarantees the Llama object is never used by two threads at once.
+with a grammar built from the reply's JSON schema. Replies are written `concurrency` at once by a
+BatchedDecoder (batched.py) in its own thread, so the event loop stays free and the model's
+context is only ever used by that thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import threading
-import time
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -19,7 +18,11 @@ from srt_local.config import TeacherSpec
 from srt_local.model_files import file_sha256, read_gguf_info, resolve_gguf
 from srt_local.prompts import Prompt
 from srt_local.teachers.base import TeacherError
-from srt_local.teachers.chat import ChatTeacher, Generation
+from srt_local.teachers.batched import N_BATCH, BatchedDecoder, Completion, Request
+from srt_local.teachers.chat import ChatTeacher, Generation, reply_too_long
+
+# Sequences decoded at once when models.toml says 0. On a CPU four cost little more than one.
+DEFAULT_CONCURRENCY = 4
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -34,27 +37,36 @@ def default_threads() -> int:
 
 
 class LlamaCppTeacher(ChatTeacher):
-    """Reflections from a GGUF chat model run by llama-cpp-python, one at a time."""
+    """Reflections from a GGUF chat model run by llama-cpp-python, `concurrency` at once (each
+    in its own sequence of one batched context, see batched.py)."""
 
     backend = "llamacpp"
     # llama-cpp-python's default (1.0) lets a small model loop; 1.1 is Ollama's default.
     default_options: ClassVar[dict[str, Any]] = {"repeat_penalty": 1.1}
 
-    def __init__(self, spec: TeacherSpec, llama: Llama, path: Path, sha256: str) -> None:
-        super().__init__(spec, path.name, sha256, None, concurrency=1)
+    def __init__(
+        self, spec: TeacherSpec, llama: Llama, path: Path, sha256: str, concurrency: int
+    ) -> None:
+        super().__init__(spec, path.name, sha256, None, concurrency=concurrency)
         self.path = path
         self._llama: Llama | None = llama
-        self._lock = threading.Lock()
-        self._slots = asyncio.Semaphore(1)
         self._formatter = _formatter(llama)
+        self._decoder: BatchedDecoder | None = BatchedDecoder(
+            llama, self.concurrency, spec.options.num_ctx
+        )
 
     @classmethod
-    async def open(cls, spec: TeacherSpec) -> LlamaCppTeacher:
+    async def open(cls, spec: TeacherSpec, concurrency: int | None = None) -> LlamaCppTeacher:
         """Find the GGUF, fingerprint it and load it (in a worker thread)."""
         path = resolve_gguf(spec.path, spec.package)
+        n = concurrency or spec.concurrency or DEFAULT_CONCURRENCY
         sha256 = await asyncio.to_thread(file_sha256, path)
         llama = await asyncio.to_thread(_load, path, spec)
-        return cls(spec, llama, path, sha256)
+        try:
+            return await asyncio.to_thread(cls, spec, llama, path, sha256, n)
+        except BaseException:
+            llama.close()
+            raise
 
     def json_budget(self, options: dict[str, Any]) -> int | None:
         """About 3 characters a token, less room for the JSON's own tokens: a bounded reply
@@ -62,83 +74,96 @@ class LlamaCppTeacher(ChatTeacher):
         return max(64, 3 * (int(options["num_predict"]) - 32))
 
     async def aclose(self) -> None:
-        # In a thread: closing waits (on the lock) for a generation in progress to end.
+        # In a thread: closing waits for the decoder to leave its current step.
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
-        with self._lock:
-            if self._llama is not None:
-                self._llama.close()
-                self._llama = None
+        if self._decoder is not None:
+            self._decoder.close()
+            self._decoder = None
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None
 
     async def _send(self, prompt: Prompt, options: dict[str, Any]) -> Generation:
-        async with self._slots:
-            return await asyncio.to_thread(self._complete, prompt, options)
+        decoder, llama = self._decoder, self._llama
+        if decoder is None or llama is None:
+            raise TeacherError(f"the embedded teacher {self.name!r} is closed")
+        rendered = self._render(llama, prompt.messages)
+        tokens, stop = await asyncio.to_thread(rendered)
+        request = Request(
+            tokens=tokens,
+            max_tokens=int(options["num_predict"]),
+            temperature=float(options["temperature"]),
+            seed=int(options["seed"]),
+            repeat_penalty=float(options.get("repeat_penalty", 1.0)),
+            top_k=options.get("top_k"),
+            top_p=options.get("top_p"),
+            schema=prompt.schema,
+            stop=stop,
+            timeout=self.spec.timeout,
+            # A UTF-8 character is at most 4 bytes: past this the reply is surely over the limit.
+            max_bytes=4 * self.reply_chars + 4,
+        )
+        try:
+            future = decoder.submit(request)
+        except RuntimeError as exc:
+            raise TeacherError(f"the embedded teacher {self.name!r}: {exc}") from None
+        try:
+            done = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            request.cancelled.set()  # the decoder drops the sequence at its next token
+            raise
+        return self._generation(done, len(tokens))
 
-    def _complete(self, prompt: Prompt, options: dict[str, Any]) -> Generation:
-        kwargs: dict[str, Any] = {
-            "temperature": options["temperature"],
-            "seed": options["seed"],
-            "max_tokens": options["num_predict"],
-        }
-        for key in ("top_p", "top_k", "repeat_penalty"):
-            if key in options:
-                kwargs[key] = options[key]
-        if prompt.schema is not None:
-            kwargs["response_format"] = {"type": "json_object", "schema": prompt.schema}
-        with self._lock:
-            llama = self._llama
-            if llama is None:
-                raise TeacherError(f"the embedded teacher {self.name!r} is closed")
-            started_at = datetime.now(UTC)
-            started = time.perf_counter()
-            deadline = time.monotonic() + self.spec.timeout
-            prompt_tokens = self._count_prompt(llama, prompt.messages)
-            parts: list[str] = []
-            finish = None
-            # Streamed, so the time limit can stop a generation between two tokens.
-            stream: Any = llama.create_chat_completion(
-                messages=prompt.messages,  # type: ignore[arg-type]
-                stream=True,
-                **kwargs,
+    def _render(self, llama: Llama, messages: list[dict[str, str]]) -> Any:
+        """The prompt's tokens and stop strings, as llama-cpp-python's chat handler makes them."""
+
+        def render() -> tuple[list[int], list[str]]:
+            if self._formatter is None:
+                raise TeacherError(f"{self.path}: the GGUF has no chat template")
+            result = self._formatter(messages=messages)
+            tokens = llama.tokenize(
+                result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
             )
-            try:
-                for chunk in stream:
-                    choice = chunk["choices"][0]
-                    if choice["delta"].get("content"):
-                        parts.append(choice["delta"]["content"])
-                    finish = choice.get("finish_reason") or finish
-                    if finish is None and time.monotonic() > deadline:
-                        stream.close()
-                        return Generation(
-                            started_at=started_at,
-                            text="".join(parts),
-                            prompt_tokens=prompt_tokens,
-                            eval_count=len(parts),
-                            error_kind="timeout",
-                            error_message=f"no complete reply within {self.spec.timeout:g} s",
-                        )
-            except ValueError as exc:
-                kind = "prompt_too_long" if "context window" in str(exc) else "llama_error"
-                return Generation(
-                    started_at=started_at,
-                    prompt_tokens=prompt_tokens,
-                    error_kind=kind,
-                    error_message=str(exc),
-                )
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            n_ctx = llama.n_ctx()
+            stop = result.stop if isinstance(result.stop, list) else [result.stop]
+            return tokens, [s for s in stop if s]
+
+        return render
+
+    def _generation(self, done: Completion, prompt_tokens: int) -> Generation:
+        n_ctx = self.spec.options.num_ctx
+        if done.finish == "error":
+            kind = "prompt_too_long" if "context window" in (done.error or "") else "llama_error"
+            return Generation(
+                started_at=done.started_at,
+                prompt_tokens=prompt_tokens,
+                error_kind=kind,
+                error_message=done.error,
+            )
+        if done.finish == "too_long" or len(done.text) > self.reply_chars:
+            # A token can be long: num_predict alone does not bound the characters.
+            gen = reply_too_long(len(done.text), self.reply_chars, done.text)
+            gen.started_at, gen.prompt_tokens, gen.eval_count = (
+                done.started_at,
+                prompt_tokens,
+                done.n_tokens,
+            )
+            return gen
         gen = Generation(
-            started_at=started_at,
-            text="".join(parts),
-            hit_limit=finish == "length",
+            started_at=done.started_at,
+            text=done.text,
+            hit_limit=done.finish == "length",
             prompt_tokens=prompt_tokens,
             prompt_eval_count=prompt_tokens,
             prompt_truncated=False,  # llama.cpp refuses a prompt longer than its context
-            eval_count=len(parts),  # one streamed piece per token
-            total_duration_ms=elapsed_ms,
+            eval_count=done.n_tokens,
+            total_duration_ms=done.elapsed_ms,
         )
-        if gen.hit_limit and prompt_tokens is not None and prompt_tokens + len(parts) >= n_ctx:
+        if done.finish == "timeout":
+            gen.error_kind = "timeout"
+            gen.error_message = f"no complete reply within {self.spec.timeout:g} s"
+        elif gen.hit_limit and prompt_tokens + done.n_tokens >= n_ctx:
             # The context filled up before num_predict: a re-ask would be cut the same way.
             gen.error_kind = "context_full"
             gen.error_message = (
@@ -146,16 +171,6 @@ class LlamaCppTeacher(ChatTeacher):
                 "the reply; raise num_ctx"
             )
         return gen
-
-    def _count_prompt(self, llama: Llama, messages: list[dict[str, str]]) -> int | None:
-        """The prompt's tokens, rendered by the GGUF's template as llama-cpp-python renders it."""
-        if self._formatter is None:
-            return None
-        rendered = self._formatter(messages=messages)  # type: ignore[arg-type]
-        tokens = llama.tokenize(
-            rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
-        )
-        return len(tokens)
 
 
 def _load(path: Path, spec: TeacherSpec) -> Llama:
@@ -173,7 +188,9 @@ def _load(path: Path, spec: TeacherSpec) -> Llama:
         return Llama(
             model_path=str(path),
             chat_format=chat_format,
-            n_ctx=spec.options.num_ctx,
+            # The replies are written in the BatchedDecoder's own context; this one only needs
+            # to exist.
+            n_ctx=N_BATCH,
             n_threads=threads,
             n_threads_batch=threads,
             n_gpu_layers=spec.n_gpu_layers,
@@ -205,6 +222,8 @@ def _formatter(llama: Llama) -> Any:
     )
 
 
-async def open_backend(spec: TeacherSpec, concurrency: int | None) -> LlamaCppTeacher:
-    """The registry's entry point; an embedded model runs one call at a time, whatever is asked."""
-    return await LlamaCppTeacher.open(spec)
+async def open_backend(
+    spec: TeacherSpec, concurrency: int | None, log: Callable[[str], None] | None = None
+) -> LlamaCppTeacher:
+    """The registry's entry point."""
+    return await LlamaCppTeacher.open(spec, concurrency=concurrency)

@@ -2,7 +2,7 @@
 ChatTeacher subclass with the functions below, and one entry in BACKENDS.
 
 A backend module provides:
-  `async def open_backend(spec, concurrency) -> Teacher`   a teacher ready to reflect
+  `async def open_backend(spec, concurrency, log) -> Teacher`   a teacher ready to reflect
   `async def check_server(spec, timeout) -> ServerCheck`   (server backends) can it serve now?
 
 Nothing heavy is imported here (config reads the names at import time): a backend's module, and
@@ -12,6 +12,7 @@ its HTTP or llama.cpp dependencies, are imported when a teacher of that backend 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -27,6 +28,12 @@ class ServerCheck:
     ready: bool
     state: str  # pulled, not pulled, unreachable, error
     detail: str
+    # What the server says of the model and of itself, where it says it.
+    context_length: int | None = None  # the trained context
+    capabilities: tuple[str, ...] | None = None  # None: the server did not say
+    digest: str | None = None
+    size_bytes: int | None = None
+    server: str | None = None  # one line on the server: version, models pulled, warnings
 
 
 @dataclass(frozen=True)
@@ -39,9 +46,11 @@ class Backend:
     source: Literal["server", "file"]
     module: str
 
-    async def open(self, spec: TeacherSpec, concurrency: int | None) -> Teacher:
+    async def open(
+        self, spec: TeacherSpec, concurrency: int | None, log: Callable[[str], None] | None = None
+    ) -> Teacher:
         teacher: Teacher = await importlib.import_module(self.module).open_backend(
-            spec, concurrency
+            spec, concurrency, log
         )
         return teacher
 
@@ -58,6 +67,7 @@ BACKENDS: dict[str, Backend] = {
     for b in (
         Backend("ollama", "ollama", "server", "srt_local.teachers.ollama"),
         Backend("llamacpp", "llama.cpp", "file", "srt_local.teachers.llamacpp"),
+        Backend("openai", "openai", "server", "srt_local.teachers.openai_compat"),
     )
 }
 

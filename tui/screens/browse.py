@@ -4,7 +4,7 @@ sample in full below, and the override keys: accept, reject, clear. Export follo
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,11 +25,13 @@ from srt_local.review import (
     sample_detail,
     set_override,
 )
-from srt_local.run_status import list_runs
-from tui.screens.base import Pane
-from tui.widgets.arrow_table import ArrowTable, DataTable
+from tui.screens.base import RunViewPane
+from tui.widgets.arrow_table import ArrowTable
 from tui.widgets.run_picker import RunPicker
 from tui.widgets.sample_view import SampleView
+
+if TYPE_CHECKING:
+    from textual_fastdatatable import DataTable
 
 PAGE = 100
 INSTRUCTION_WIDTH = 80  # characters of the instruction shown in a row
@@ -53,7 +55,10 @@ def page_labels(table: pa.Table) -> pa.Table:
     return pa.table(columns)
 
 
-class BrowsePane(Pane):
+LEADING_COLUMNS = ("id", "branch", "kept", "instruction")
+
+
+class BrowsePane(RunViewPane):
     """Filters on top, the decisions table, the sample detail."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -93,43 +98,26 @@ class BrowsePane(Pane):
         self.sample_ids: list[int] = []
         self.detail: SampleDetail | None = None
         self.kind: str | None = None
-        self.watch(self.app, "current_run", self._run_changed, init=False)
-        self.load_runs()
-
-    def activated(self) -> None:
-        self.load_runs()
+        self.shown_run: int | None = None
 
     def focus_main(self) -> None:
         self.query_one("#decisions", ArrowTable).focus_table()
 
-    @property
-    def run_id(self) -> int | None:
-        value = self.query_one("#browse-run", RunPicker).value
-        return value if isinstance(value, int) else None
-
     # ------------------------------------------------------------ loading
 
-    @work(thread=True, group="browse-runs", exclusive=True, exit_on_error=False)
-    def load_runs(self) -> None:
-        runs = list_runs(self.srt.store)
-        self.from_thread(self._runs_loaded, runs)
-
-    def _runs_loaded(self, runs: list[dict[str, object]]) -> None:
-        self.query_one("#browse-run", RunPicker).load(runs)
-        self.reload()
-
-    def _run_changed(self, _run: int | None) -> None:
-        self.page_offset = 0
+    def show_run(self, run_id: int) -> None:
+        if run_id != self.shown_run:
+            self.shown_run = run_id
+            self.page_offset = 0
         self.reload()
 
     def reload(self, keep_cursor: bool = False) -> None:
-        run_id = self.run_id
-        if run_id is not None:
-            self.load_page(run_id, self.browse_filter, self.page_offset, keep_cursor)
+        if self.shown_run is not None:
+            self.load_page(self.shown_run, self.browse_filter, self.page_offset, keep_cursor)
 
     @work(thread=True, group="browse-page", exclusive=True, exit_on_error=False)
     def load_page(self, run_id: int, flt: BrowseFilter, offset: int, keep_cursor: bool) -> None:
-        table, total = browse_page(self.srt.store, run_id, flt, PAGE, offset)
+        table, total = browse_page(self.ctx.store, run_id, flt, PAGE, offset)
         if not get_current_worker().is_cancelled:
             # The same page again (a refresh) keeps the row the user is on.
             same = (run_id, flt, offset) == self.page_key
@@ -138,6 +126,10 @@ class BrowsePane(Pane):
 
     async def _show_page(self, table: pa.Table, total: int, keep_cursor: bool) -> None:
         self.sample_ids = [int(i) for i in table.column("id").to_pylist()]
+        # What a sample is comes first, so it shows at 80 columns; the scores scroll in on the
+        # right.
+        first = [c for c in LEADING_COLUMNS if c in table.column_names]
+        table = table.select(first + [c for c in table.column_names if c not in first])
         view = self.query_one("#decisions", ArrowTable)
         cursor = view.table.cursor_row if keep_cursor and view.table is not None else 0
         await view.show(
@@ -146,7 +138,7 @@ class BrowsePane(Pane):
             cursor_row=cursor,
             empty="no decision matches" if total == 0 else None,
         )
-        run_id = self.run_id
+        run_id = self.shown_run
         if not self.sample_ids:
             self.detail = None
             self.query_one(SampleView).clear("no sample to show")
@@ -165,13 +157,13 @@ class BrowsePane(Pane):
         return f"{span} · sort {f.sort} {order}{pages}"
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        run_id = self.run_id
+        run_id = self.shown_run
         if run_id is not None and 0 <= event.cursor_row < len(self.sample_ids):
             self.load_detail(run_id, self.sample_ids[event.cursor_row])
 
     @work(thread=True, group="browse-detail", exclusive=True, exit_on_error=False)
     def load_detail(self, run_id: int, sample_id: int) -> None:
-        detail = sample_detail(self.srt.store, run_id, sample_id)
+        detail = sample_detail(self.ctx.store, run_id, sample_id)
         if not get_current_worker().is_cancelled:
             self.from_thread(self._show_detail, detail)
 
@@ -231,9 +223,6 @@ class BrowsePane(Pane):
         self.page_offset = max(0, self.page_offset + step * PAGE)
         self.reload()
 
-    def action_reload(self) -> None:
-        self.load_runs()
-
     # ------------------------------------------------------------ the detail and overrides
 
     def action_next_version(self) -> None:
@@ -252,12 +241,12 @@ class BrowsePane(Pane):
 
     @work(thread=True, group="browse-override", exit_on_error=False)
     def write_override(self, run_id: int, sample_id: int, value: str | None) -> None:
-        set_override(self.srt.store, run_id, sample_id, value)
+        set_override(self.ctx.store, run_id, sample_id, value)
         effect = {
             "accept": "accepted: export includes it",
             "reject": "rejected: export leaves it out",
         }.get(value or "", "back to the student's decision")
         self.from_thread(self.notify, f"sample {sample_id} {effect}")
         self.from_thread(self.reload, True)
-        detail = sample_detail(self.srt.store, run_id, sample_id)
+        detail = sample_detail(self.ctx.store, run_id, sample_id)
         self.from_thread(self._show_detail, detail)

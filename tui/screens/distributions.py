@@ -14,13 +14,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.color import Color
 from textual.containers import Horizontal
-from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
 from srt_local.review import Distributions, score_distributions
-from srt_local.run_status import list_runs
-from tui.screens.base import Pane
+from tui.screens.base import RunViewPane
 from tui.widgets.run_picker import RunPicker
+from tui.widgets.status_line import StatusLine
 
 BINS = 8
 
@@ -42,7 +41,7 @@ def histogram(
     return labels, counts
 
 
-class DistributionsPane(Pane):
+class DistributionsPane(RunViewPane):
     """A run picker and two charts: IFD (ori vs Q) and r-IFD (base vs reflected response)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("r", "reload", "Refresh")]
@@ -50,45 +49,29 @@ class DistributionsPane(Pane):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="form"):
             yield RunPicker(id="dist-run")
-        yield Static("", id="dist-caption", classes="status", markup=False)
+        yield StatusLine(id="dist-caption")
         yield PlotextPlot(id="ifd-plot")
         yield PlotextPlot(id="rifd-plot")
 
     def on_mount(self) -> None:
         self.scores: Distributions | None = None
-        self.watch(self.app, "current_run", self._run_changed, init=False)
+        # The bar colours come from the theme's variables.
         self.watch(self.app, "theme", lambda _theme: self.draw(), init=False)
 
-    def activated(self) -> None:
-        self.load_runs()
-
     def focus_main(self) -> None:
-        self.query_one("#dist-run", RunPicker).focus()
+        self.picker.focus()
 
-    def action_reload(self) -> None:
-        self.load_runs()
-
-    @work(thread=True, group="dist-runs", exclusive=True, exit_on_error=False)
-    def load_runs(self) -> None:
-        runs = list_runs(self.srt.store)
-        self.from_thread(self._runs_loaded, runs)
-
-    def _runs_loaded(self, runs: list[dict[str, object]]) -> None:
-        self.query_one("#dist-run", RunPicker).load(runs)
-        self._run_changed(self.srt.current_run)
-
-    def _run_changed(self, run_id: int | None) -> None:
-        if run_id is not None and self.is_mounted:
-            self.load(run_id)
+    def show_run(self, run_id: int) -> None:
+        self.load(run_id)
 
     @work(thread=True, group="dist-load", exclusive=True, exit_on_error=False)
     def load(self, run_id: int) -> None:
-        data = score_distributions(self.srt.store, run_id)
+        data = score_distributions(self.ctx.store, run_id)
         self.from_thread(self._loaded, data)
 
     def _loaded(self, data: Distributions) -> None:
         self.scores = data
-        self.query_one("#dist-caption", Static).update(
+        self.query_one("#dist-caption", StatusLine).set(
             f"{data.decided:,} decided · {data.kept:,} kept · kept samples need IFD < 1 and "
             "r-IFD < 1 · bars: original, reflected, kept"
         )

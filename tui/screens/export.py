@@ -13,11 +13,14 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Button, Checkbox, Input, Select, Static
 
+from srt_local.errors import SrtError
 from srt_local.exporter import ExportError, ExportReport, export_run
-from srt_local.formats import EXPORT_FORMATS, DatasetFileError
-from srt_local.run_status import list_runs
-from tui.screens.base import Pane
+from srt_local.formats import EXPORT_FORMATS
+from srt_local.textsafe import visible
+from tui.screens.base import RunViewPane
+from tui.widgets.confirm import Confirm
 from tui.widgets.run_picker import RunPicker
+from tui.widgets.status_line import Kind, StatusLine
 
 
 def parse_top(text: str) -> tuple[int | None, float | None]:
@@ -51,7 +54,7 @@ def report_text(r: ExportReport) -> str:
     )
 
 
-class ExportPane(Pane):
+class ExportPane(RunViewPane):
     """Run, format, top-k and path; then what was written and the dataset_info.json entry."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+s", "export", "Export")]
@@ -78,31 +81,20 @@ class ExportPane(Pane):
                 placeholder="file to write (.json, .jsonl or .parquet)", compact=True, id="out"
             )
             yield Button("Export", id="export", variant="primary", compact=True)
-        yield Static(
+        yield StatusLine(
             "The selection of the chosen run (with your overrides) is written to the "
             "file, and an entry that loads it is added to dataset_info.json beside it.",
             id="export-status",
-            classes="status",
-            markup=False,
         )
         yield Static("", id="entry", markup=False)
 
     def on_mount(self) -> None:
         self.auto_path = True
 
-    def activated(self) -> None:
-        self.load_runs()
-
     def focus_main(self) -> None:
         self.query_one("#out", Input).focus()
 
-    @work(thread=True, group="export-runs", exclusive=True, exit_on_error=False)
-    def load_runs(self) -> None:
-        runs = list_runs(self.srt.store)
-        self.from_thread(self._runs_loaded, runs)
-
-    def _runs_loaded(self, runs: list[dict[str, object]]) -> None:
-        self.query_one("#export-run", RunPicker).load(runs)
+    def show_run(self, run_id: int) -> None:
         self.suggest_path()
 
     @on(Select.Changed)
@@ -120,10 +112,8 @@ class ExportPane(Pane):
     def path_edited(self) -> None:
         self.auto_path = False
 
-    def set_status(self, text: str, kind: str) -> None:
-        status = self.query_one("#export-status", Static)
-        status.update(text)
-        status.set_classes(f"status {kind}".strip())
+    def set_status(self, text: str, kind: Kind = "") -> None:
+        self.query_one("#export-status", StatusLine).set(text, kind)
 
     @on(Button.Pressed, "#export")
     @on(Input.Submitted, "#out, #top")
@@ -143,8 +133,30 @@ class ExportPane(Pane):
             self.set_status(str(exc), "error")
             return
         with_scores = self.query_one("#with-scores", Checkbox).value
+        self.confirm_and_write(
+            run_id, fmt, Path(out).expanduser().resolve(), top_k, top_fraction, with_scores
+        )
+
+    @work(group="export-ask", exclusive=True, exit_on_error=False)
+    async def confirm_and_write(
+        self,
+        run_id: int,
+        fmt: str,
+        out: Path,
+        top_k: int | None,
+        top_fraction: float | None,
+        with_scores: bool,
+    ) -> None:
+        """Ask before replacing a file (export refuses to without `force`), then write."""
+        force = False
+        if out.exists() and not out.is_dir():
+            force = await self.app.push_screen_wait(
+                Confirm(f"{out} exists. Replace it?", yes="Replace", no="Keep it")
+            )
+            if not force:
+                return
         self.set_status("exporting…", "")
-        self.write(run_id, fmt, Path(out).expanduser().resolve(), top_k, top_fraction, with_scores)
+        self.write(run_id, fmt, out, top_k, top_fraction, with_scores, force)
 
     @work(thread=True, group="export", exclusive=True, exit_on_error=False)
     def write(
@@ -155,18 +167,20 @@ class ExportPane(Pane):
         top_k: int | None,
         top_fraction: float | None,
         with_scores: bool,
+        force: bool = False,
     ) -> None:
         try:
             report = export_run(
-                self.srt.store,
+                self.ctx.store,
                 run_id,
                 fmt,
                 out,
                 top_k=top_k,
                 top_fraction=top_fraction,
                 with_scores=with_scores,
+                force=force,
             )
-        except (ExportError, DatasetFileError, OSError) as exc:
+        except (SrtError, OSError) as exc:
             self.from_thread(self.set_status, str(exc), "error")
             return
         self.from_thread(self._written, report)
@@ -174,4 +188,4 @@ class ExportPane(Pane):
     def _written(self, report: ExportReport) -> None:
         self.set_status(report_text(report), "ok")
         entry = json.dumps({report.entry_name: report.entry}, indent=2, ensure_ascii=False)
-        self.query_one("#entry", Static).update(entry)
+        self.query_one("#entry", Static).update(visible(entry))

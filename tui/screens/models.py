@@ -2,31 +2,27 @@
 
 GGUF files are checked and llama.cpp asked about GPU offload in a thread worker; Ollama servers
 are asked, with a short timeout, in an async worker. The table shows what is known, then the rest.
+The machine's facts come from the pane's context (`ctx.machine`), so tests can fix them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import pyarrow as pa
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import Static
 
 from srt_local.config import ConfigError
-from srt_local.model_status import (
-    UNCHECKED,
-    ModelStatus,
-    check_servers,
-    gpu_offload_supported,
-    model_statuses,
-)
+from srt_local.model_status import UNCHECKED, ModelStatus
 from tui.screens.base import Pane
-from tui.widgets.arrow_table import ArrowTable, DataTable
+from tui.widgets.arrow_table import ArrowTable
+from tui.widgets.status_line import StatusLine
 
-OLLAMA_TIMEOUT_S = 2.0
+if TYPE_CHECKING:
+    from textual_fastdatatable import DataTable
 
 
 @dataclass(frozen=True)
@@ -82,12 +78,15 @@ class ModelsPane(Pane):
 
     def compose(self) -> ComposeResult:
         yield ArrowTable("reading models.toml…", id="models-table")
-        yield Static("", id="model-detail", classes="status", markup=False)
+        yield StatusLine(id="model-detail")
 
     def on_mount(self) -> None:
         self.rows: list[ModelRow] = []
         self.gpu_offload: bool | None = None
-        self.reload()
+
+    def activated(self) -> None:
+        if not self.rows:  # checked once; r checks again
+            self.reload()
 
     def focus_main(self) -> None:
         self.query_one("#models-table", ArrowTable).focus_table()
@@ -101,20 +100,21 @@ class ModelsPane(Pane):
     @work(thread=True, group="models-files", exclusive=True, exit_on_error=False)
     def check_files(self) -> None:
         try:
-            config = self.srt.models()
+            config = self.ctx.load_models()
         except ConfigError as exc:
             self.from_thread(self._config_error, str(exc))
             return
-        statuses = model_statuses(config)
+        machine = self.ctx.machine
+        statuses = machine.statuses(config)
         self.from_thread(self._show, [model_row(s, self.gpu_offload) for s in statuses])
         if self.gpu_offload is None:
-            self.gpu_offload = gpu_offload_supported()
+            self.gpu_offload = machine.gpu_offload()
             self.from_thread(self._show, [model_row(s, self.gpu_offload) for s in statuses])
         self.app.call_from_thread(self.check_servers, statuses)
 
     @work(group="models-servers", exclusive=True, exit_on_error=False)
     async def check_servers(self, statuses: list[ModelStatus]) -> None:
-        checked = await check_servers(statuses, OLLAMA_TIMEOUT_S)
+        checked = await self.ctx.machine.check_servers(statuses)
         await self._show([model_row(s, self.gpu_offload) for s in checked])
 
     async def _show(self, rows: list[ModelRow]) -> None:
@@ -137,7 +137,7 @@ class ModelsPane(Pane):
 
     def _detail(self, row: int) -> None:
         text = self.rows[row].detail if 0 <= row < len(self.rows) else ""
-        self.query_one("#model-detail", Static).update(text)
+        self.query_one("#model-detail", StatusLine).set(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._detail(event.cursor_row)

@@ -11,15 +11,16 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import deque
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.widgets import Input, Log, Select, Static
+from textual.widgets import Input, RichLog, Select
 from textual.worker import Worker, WorkerState
 
 from srt_local.config import ConfigError, ModelsConfig
@@ -38,10 +39,13 @@ from srt_local.run.vocabulary import RESUMABLE
 from srt_local.run.vocabulary import RunStatus as Status
 from srt_local.run_status import RunStatus, list_runs, run_status
 from srt_local.store import StoreError
+from srt_local.textsafe import visible
+from tui.messages import RunChosen
 from tui.screens.base import Pane
-from tui.widgets.arrow_table import ArrowTable, DataTable
+from tui.widgets.arrow_table import ArrowTable
 from tui.widgets.confirm import Confirm
 from tui.widgets.stage_bars import StageBars, failures_text
+from tui.widgets.status_line import StatusLine
 
 INTERRUPTED = "interrupted"  # how the table shows a run left `running` by a process that died
 
@@ -50,6 +54,9 @@ def resumable(shown: str) -> bool:
     """Whether a run shown with this status can be resumed from here (not the one running now)."""
     return shown == INTERRUPTED or (shown in RESUMABLE and shown != Status.RUNNING)
 
+
+if TYPE_CHECKING:
+    from textual_fastdatatable import DataTable
 
 EXPECTED_ERRORS = (PipelineError, ConfigError, ModelFileError, StoreError)
 LOG_LINES = 2000
@@ -117,6 +124,18 @@ def progress_text(p: RunProgress) -> str:
     )
 
 
+def waiting_text(run_id: int | None, in_flight: int) -> str:
+    """What a pause waits for: the samples in flight, whose replies and scores are kept."""
+    where = f"run {run_id}" if run_id is not None else "the run"
+    if in_flight <= 0:
+        return f"pausing {where}: storing the last results…"
+    samples = "sample" if in_flight == 1 else "samples"
+    return (
+        f"pausing {where}: waiting for {in_flight} {samples} in flight (teacher replies and "
+        "scores) to be stored, so that none is asked again on resume…"
+    )
+
+
 def stored_stages(st: RunStatus) -> list[StageProgress]:
     """A stored run's counts as progress rows (no failures per stage: they are listed apart)."""
     return [StageProgress(name, st.samples, done) for name, done in st.stages.items()]
@@ -145,6 +164,21 @@ def summary_text(s: RunSummary) -> str:
     return text
 
 
+class RunLog(RichLog):
+    """The live log: long lines wrap, text is plain (lines quote teacher replies and errors)."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(max_lines=LOG_LINES, wrap=True, markup=False, highlight=False, id=id)
+        self.texts: deque[str] = deque(maxlen=LOG_LINES)
+        """The lines as written, unwrapped (what a copy of the log would hold)."""
+
+    def add(self, lines: list[str]) -> None:
+        for line in lines:
+            shown = visible(line)
+            self.texts.append(shown)
+            self.write(Text(shown))
+
+
 class RunPane(Pane):
     """The run form, the store's runs, the stage bars, the numbers and the live log."""
 
@@ -168,23 +202,25 @@ class RunPane(Pane):
             "no runs yet: choose a dataset and press s", fallback="#dataset", id="runs-table"
         )
         yield StageBars(id="stages")
-        yield Static("", id="run-stats", classes="status", markup=False)
-        yield Log(max_lines=LOG_LINES, id="run-log")
+        yield StatusLine(id="run-stats")
+        yield RunLog(id="run-log")
 
     def on_mount(self) -> None:
         self.stop_event = threading.Event()
         self.pipeline_worker: Worker[None] | None = None
         self.active_run: int | None = None
+        self.last_progress: RunProgress | None = None
         self.run_ids: list[int] = []
         self.run_statuses: list[str] = []
         self._log_buffer: deque[str] = deque()
         self._log_lock = threading.Lock()
-        self.load_form()
-        self.load_runs(announce=True)
+        self.announced = False
 
     def activated(self) -> None:
         self.load_form()
-        self.load_runs()
+        # The first time the tab is shown, the log says which runs can be resumed.
+        self.load_runs(announce=not self.announced)
+        self.announced = True
 
     def on_unmount(self) -> None:
         # However the app ends, a run in progress stops at the next unit of work (then 'paused').
@@ -205,10 +241,10 @@ class RunPane(Pane):
     @work(thread=True, group="run-form", exclusive=True, exit_on_error=False)
     def load_form(self) -> None:
         datasets = [
-            str(r[0]) for r in self.srt.store.query("SELECT name FROM datasets ORDER BY dataset_id")
+            str(r[0]) for r in self.ctx.store.query("SELECT name FROM datasets ORDER BY dataset_id")
         ]
         try:
-            config: ModelsConfig | None = self.srt.models()
+            config: ModelsConfig | None = self.ctx.load_models()
         except ConfigError as exc:
             config = None
             self.write_log(f"models.toml: {exc}")
@@ -228,7 +264,7 @@ class RunPane(Pane):
 
     @work(thread=True, group="run-list", exclusive=True, exit_on_error=False)
     def load_runs(self, announce: bool = False) -> None:
-        runs = list_runs(self.srt.store)
+        runs = list_runs(self.ctx.store)
         self.from_thread(self._show_runs, runs, announce)
 
     async def _show_runs(self, runs: list[dict[str, Any]], announce: bool) -> None:
@@ -272,14 +308,14 @@ class RunPane(Pane):
 
     @work(thread=True, group="run-stored", exclusive=True, exit_on_error=False)
     def show_stored(self, run_id: int, status: str) -> None:
-        st = run_status(self.srt.store, run_id)
+        st = run_status(self.ctx.store, run_id)
         self.from_thread(self._show_stored, st, status)
 
     async def _show_stored(self, st: RunStatus, status: str) -> None:
         if self.running:
             return
         await self.query_one("#stages", StageBars).show(stored_stages(st))
-        self.query_one("#run-stats", Static).update(status_text(st, status))
+        self.query_one("#run-stats", StatusLine).set(status_text(st, status))
 
     def action_reload(self) -> None:
         self.activated()
@@ -326,7 +362,13 @@ class RunPane(Pane):
             self.notify("No run in progress.", severity="warning")
             return
         self.stop_event.set()
-        self.write_log("pausing: finishing the work in flight…")
+        self.write_log(self.waiting())
+
+    def waiting(self) -> str:
+        """What pausing the run in progress waits for, as the latest progress knows it."""
+        progress = self.last_progress
+        in_flight = progress.in_flight if progress is not None else 0
+        return waiting_text(self.active_run, in_flight)
 
     async def pause_and_wait(self) -> None:
         """Stop the run in progress and wait until the pipeline has stored its work."""
@@ -356,7 +398,7 @@ class RunPane(Pane):
 
     @work(thread=True, group="run-cancel-store", exit_on_error=False)
     def cancel_stored(self, run_id: int) -> None:
-        cancel_run(self.srt.store, run_id)
+        cancel_run(self.ctx.store, run_id)
         self.write_log(f"run {run_id} cancelled")
         self.app.call_from_thread(self.load_runs)
 
@@ -364,17 +406,18 @@ class RunPane(Pane):
 
     def launch(self, options: RunOptions | None, run_id: int | None) -> None:
         self.stop_event = threading.Event()
+        self.last_progress = None
         self.active_run = run_id
-        self.query_one("#run-stats", Static).update("starting… (loading the models)")
+        self.query_one("#run-stats", StatusLine).set("starting… (loading the models)")
         self.pipeline_worker = self.execute(options, run_id, self.stop_event)
 
     @work(thread=True, group="run", exit_on_error=False)
     def execute(
         self, options: RunOptions | None, run_id: int | None, stop: threading.Event
     ) -> None:
-        store = self.srt.store
+        store = self.ctx.store
         try:
-            config = self.srt.models()
+            config = self.ctx.load_models()
             if run_id is None:
                 assert options is not None
                 run_id = prepare_run(store, options, config)
@@ -402,20 +445,25 @@ class RunPane(Pane):
 
     def on_run_started(self, message: RunStarted) -> None:
         self.active_run = message.run_id
-        self.app.current_run = message.run_id  # type: ignore[attr-defined]
+        self.post_message(RunChosen(message.run_id))
         self.write_log(f"run {message.run_id} started")
         self.load_runs()
 
     async def on_run_progressed(self, message: RunProgressed) -> None:
+        self.last_progress = message.progress
         await self.query_one("#stages", StageBars).show(message.progress.stages)
-        self.query_one("#run-stats", Static).update(progress_text(message.progress))
+        if self.stop_event.is_set():
+            text = waiting_text(message.progress.run_id, message.progress.in_flight)
+            self.query_one("#run-stats", StatusLine).set(text, "warning")
+        else:
+            self.query_one("#run-stats", StatusLine).set(progress_text(message.progress))
 
     def on_run_logged(self, _message: RunLogged) -> None:
         with self._log_lock:
             lines = list(self._log_buffer)
             self._log_buffer.clear()
         if lines:
-            self.query_one("#run-log", Log).write_lines(lines)
+            self.query_one("#run-log", RunLog).add(lines)
 
     def on_run_ended(self, message: RunEnded) -> None:
         if message.summary is not None:
@@ -426,11 +474,11 @@ class RunPane(Pane):
                 if message.summary.status == Status.DONE
                 else f"run {message.summary.status}",
             )
-            self.query_one("#run-stats", Static).update(summary_text(message.summary))
+            self.query_one("#run-stats", StatusLine).set(summary_text(message.summary))
         elif message.error is not None:
             where = f"run {message.run_id}" if message.run_id is not None else "the run"
             self.write_log(f"{where} stopped with an error: {message.error}")
-            self.query_one("#run-stats", Static).update(f"error: {message.error}")
+            self.query_one("#run-stats", StatusLine).set(f"error: {message.error}")
             if isinstance(message.error, EXPECTED_ERRORS):
                 self.notify(str(message.error), title="cannot run", severity="error")
         self.active_run = None
@@ -440,7 +488,8 @@ class RunPane(Pane):
 def _refill(select: Select[str], values: list[str], preferred: str | None) -> None:
     """Offer `values`, keeping the current choice if it is still there, else `preferred`."""
     current = select.value
-    select.set_options([(v, v) for v in values])
+    # Names are data: shown as plain text, never as markup.
+    select.set_options([(Text(visible(v, one_line=True)), v) for v in values])
     if isinstance(current, str) and current in values:
         select.value = current
     elif preferred is not None and preferred in values:

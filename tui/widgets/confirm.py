@@ -49,7 +49,7 @@ class Confirm(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.question)
+            yield Static(self.question, markup=False)
             with Horizontal():
                 yield Button(f"{self.no} (n)", id="no", compact=True)
                 yield Button(f"{self.yes} (y)", id="yes", variant="warning", compact=True)

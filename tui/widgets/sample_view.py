@@ -1,5 +1,6 @@
 """One decision in full: original and reflected pair side by side, word differences highlighted, the
-scores of each version and the teacher's critique."""
+scores of each version and the teacher's critique. Stored text goes in as plain text (Content
+never reads a plain string as markup) with its control characters made visible."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from srt_local.review import SampleDetail, VersionView, word_diff
+from srt_local.textsafe import visible
 
 REMOVED = "strike on $error 25%"
 ADDED = "bold on $success 25%"
@@ -20,7 +22,9 @@ def number(value: float | None) -> str:
 
 
 def diffed(segments: list[tuple[str, bool]], style: str) -> Content:
-    return Content.assemble(*((text, style) if changed else text for text, changed in segments))
+    return Content.assemble(
+        *((visible(text), style) if changed else visible(text) for text, changed in segments)
+    )
 
 
 def side(title: str, mine: VersionView, other: VersionView, style: str) -> Content:
@@ -47,14 +51,14 @@ def headline(d: SampleDetail) -> Content:
     why = f"override {d.override}" if d.override else ("emitted" if d.emitted else "not emitted")
     return Content.assemble(
         (f"sample {d.sample_id}", "bold"),
-        f" · {d.location} · branch ",
+        f" · {visible(d.location)} · branch ",
         (d.branch, "bold"),
         f" · final {d.final_kind} · ΔIFD {number(d.ifd_margin)} · Δr-IFD {number(d.rifd_margin)}"
         " · kept ",
         (kept, "bold $success" if d.kept else "bold $error"),
         f" ({why})\n",
         ("reason: ", "$text-muted"),
-        d.reason,
+        visible(d.reason),
     )
 
 
@@ -63,9 +67,10 @@ def critiques(d: SampleDetail) -> Content:
     for kind in ("Q", "A", "QA"):
         v = d.versions.get(kind)
         if v is not None and v.critique:
-            parts += [(f"teacher's critique ({kind})", HEADING), "\n", v.critique.strip(), "\n\n"]
+            parts += [(f"teacher's critique ({kind})", HEADING), "\n", visible(v.critique.strip())]
+            parts.append("\n\n")
     for kind, outcome in sorted(d.failures.items()):
-        parts += [(f"{kind} could not be made: ", "bold $error"), outcome, "\n"]
+        parts += [(f"{kind} could not be made: ", "bold $error"), visible(outcome), "\n"]
     return Content.assemble(*parts) if parts else Content("no critique stored")
 
 
@@ -94,11 +99,11 @@ class SampleView(VerticalScroll):
     """
 
     def compose(self) -> ComposeResult:
-        yield Static("Highlight a row to see the sample here.", classes="head")
+        yield Static("Highlight a row to see the sample here.", classes="head", markup=False)
         with Horizontal():
-            yield Static("", classes="left")
-            yield Static("", classes="right")
-        yield Static("", classes="critique")
+            yield Static("", classes="left", markup=False)
+            yield Static("", classes="right", markup=False)
+        yield Static("", classes="critique", markup=False)
 
     def show(self, d: SampleDetail, kind: str | None) -> None:
         ori = d.versions["ori"]
@@ -110,7 +115,7 @@ class SampleView(VerticalScroll):
             self.query_one(".right", Static).update(
                 Content.assemble(
                     ("reflected", HEADING),
-                    "\n\nno reflected version" + (f" ({failed})" if failed else ""),
+                    "\n\nno reflected version" + (f" ({visible(failed)})" if failed else ""),
                 )
             )
         else:
@@ -123,6 +128,6 @@ class SampleView(VerticalScroll):
         self.scroll_home(animate=False)
 
     def clear(self, message: str) -> None:
-        self.query_one(".head", Static).update(message)
+        self.query_one(".head", Static).update(Content(visible(message)))
         for name in (".left", ".right", ".critique"):
             self.query_one(name, Static).update("")

@@ -50,10 +50,10 @@ class StageRow(Horizontal):
         self.stage = stage
 
     def compose(self) -> ComposeResult:
-        yield Static(self.stage.name, classes="name")
+        yield Static(self.stage.name, classes="name", markup=False)
         yield ProgressBar(total=None, show_eta=False, show_percentage=False)
-        yield Static("", classes="counts")
-        yield Static("", classes="failed")
+        yield Static("", classes="counts", markup=False)
+        yield Static("", classes="failed", markup=False)
 
     def on_mount(self) -> None:
         self.set(self.stage)
