@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from srt_local import paths
 from srt_local.errors import SrtError
+from srt_local.executors import RaySettings
 from srt_local.ollama_host import DEFAULT_HOST, OllamaHostError, parse_host, resolve_host
 from srt_local.teachers.registry import BACKENDS as REGISTERED
 
@@ -145,6 +146,7 @@ class ModelsConfig:
     teachers: Mapping[str, TeacherSpec]
     files: tuple[Path, ...]
     limits: Limits = field(default_factory=Limits)
+    ray: RaySettings = field(default_factory=RaySettings)
 
     def student(self, name: str) -> StudentSpec:
         """A named student, or an ad-hoc one for a path ending in .gguf."""
@@ -382,6 +384,28 @@ def _parse_teacher(name: str, data: Mapping[str, Any], file: Path) -> TeacherSpe
     return spec
 
 
+def _parse_ray(data: Mapping[str, Any], file: Path, base: RaySettings) -> RaySettings:
+    """`[ray]`: where `--executor ray` finds its cluster; later files override single keys."""
+    t = _Table(data, file, "ray")
+    count = (lambda v: v >= 1, "at least 1")
+    settings = RaySettings(
+        address=t.get("address", str, base.address),
+        node_ip=t.get("node_ip", str, base.node_ip),
+        workers=t.check("workers", t.get("workers", int, base.workers), *count),
+        threads=t.check("threads", t.get("threads", int, base.threads), *count),
+        batch_size=t.check("batch_size", t.get("batch_size", int, base.batch_size), *count),
+        in_flight=t.check("in_flight", t.get("in_flight", int, base.in_flight), *count),
+        max_restarts=t.check(
+            "max_restarts",
+            t.get("max_restarts", int, base.max_restarts),
+            lambda v: v >= 0,
+            "0 or more",
+        ),
+    )
+    t.reject_unknown()
+    return settings
+
+
 def _host(t: _Table) -> str | None:
     host = t.get("host", str)
     if host is not None:
@@ -523,6 +547,7 @@ def load_models(extra: Path | None = None) -> ModelsConfig:
     limits: dict[str, int] = {}
     students: dict[str, StudentSpec] = {}
     teachers: dict[str, TeacherSpec] = {}
+    ray = RaySettings()
     read: list[Path] = []
     for file in files:
         if not file.is_file():
@@ -546,8 +571,11 @@ def load_models(extra: Path | None = None) -> ModelsConfig:
             if not isinstance(tdata, dict):
                 raise ConfigError(f"{file}: [teachers.{name}]: expected a table")
             teachers[name] = _parse_teacher(name, tdata, file)
+        ray = _parse_ray(top.get("ray", dict, {}), file, ray)
         top.reject_unknown()
-    config = ModelsConfig(Defaults(**defaults), students, teachers, tuple(read), Limits(**limits))
+    config = ModelsConfig(
+        Defaults(**defaults), students, teachers, tuple(read), Limits(**limits), ray
+    )
     _check_defaults(config)
     return config
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import os
 import struct
 from dataclasses import dataclass
 from importlib import metadata
@@ -67,7 +68,8 @@ def _assemble(package: str) -> Path:
     if target.is_file() and expected and file_sha256(target) == expected:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(target.suffix + ".partial")
+    # Per process: several scorers (Ray actors) may assemble the same model at once.
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     try:
         assemble(partial, overwrite=True)
     except Exception as exc:
@@ -96,7 +98,7 @@ def file_sha256(path: Path) -> str:
             digest.update(block)
     index[key] = digest.hexdigest()
     index_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = index_file.with_suffix(".tmp")
+    tmp = index_file.with_name(f"{index_file.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(index, indent=0))
     tmp.replace(index_file)
     return index[key]

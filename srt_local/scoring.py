@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import astuple, fields
-from typing import Any
+from typing import Any, Protocol
 
 from srt_local.pairs import Pair
 from srt_local.store import Store
@@ -22,6 +22,20 @@ CHUNK = 64  # pairs per scoring call and per transaction
 _LOOKUP = 1000  # hashes per lookup query
 
 
+class ScoreKey(Protocol):
+    """What names a student's scores in the cache: a loaded `Student`, or the key a remote
+    scorer (Ray) reports, so the driver reads and writes the cache without the model."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def template(self) -> str: ...
+    @property
+    def max_tokens(self) -> int: ...
+
+
 def score_from_row(row: Mapping[str, Any]) -> PairScore:
     """A PairScore from a `scores` row (as a mapping of column names to values)."""
     values = {name: row[name] for name in SCORE_COLUMNS}
@@ -30,7 +44,7 @@ def score_from_row(row: Mapping[str, Any]) -> PairScore:
     return PairScore(**values)
 
 
-def lookup_scores(store: Store, student: Student, hashes: Sequence[str]) -> dict[str, PairScore]:
+def lookup_scores(store: Store, student: ScoreKey, hashes: Sequence[str]) -> dict[str, PairScore]:
     """The stored scores of these pair hashes for this student, template and truncation."""
     found: dict[str, PairScore] = {}
     columns = ", ".join(SCORE_COLUMNS)
@@ -45,7 +59,7 @@ def lookup_scores(store: Store, student: Student, hashes: Sequence[str]) -> dict
     return found
 
 
-def store_scores(store: Store, student: Student, scored: Sequence[tuple[str, PairScore]]) -> None:
+def store_scores(store: Store, student: ScoreKey, scored: Sequence[tuple[str, PairScore]]) -> None:
     """Insert scores in one transaction; a key already present is left as it is."""
     key = [student.sha256, student.template, student.max_tokens]
     rows = [

@@ -46,3 +46,20 @@ def test_config_teachers_and_status_import_no_client_until_used() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_ray_is_imported_only_for_the_ray_executor() -> None:
+    # The package, the command line (every command, `srt run --help` included), the run engine
+    # and the executor settings work without Ray; only `--executor ray` loads it.
+    code = (
+        "import sys, importlib\n"
+        "for m in ('srt_local', 'srt_local.cli', 'srt_local.commands.run_cmd', "
+        "'srt_local.commands.score', 'srt_local.run.engine', 'srt_local.pipeline', "
+        "'srt_local.executors', 'srt_local.config'): importlib.import_module(m)\n"
+        "from click.testing import CliRunner\n"
+        "from srt_local.cli import cli\n"
+        "CliRunner().invoke(cli, ['run', '--help'])\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] == 'ray')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

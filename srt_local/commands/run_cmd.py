@@ -38,8 +38,10 @@ from srt_local.commands.common import (
     report_error,
     say,
 )
+from srt_local.commands.executor_opts import executor_options, ray_settings
 from srt_local.config import ModelsConfig, load_models
 from srt_local.errors import SrtError
+from srt_local.executors import RaySettings, ray_scorer_factory
 from srt_local.pipeline import (
     RunOptions,
     RunProgress,
@@ -77,8 +79,11 @@ def execute(
     stop: threading.Event | None = None,
     config: ModelsConfig | None = None,
     run_id: int | None = None,
+    ray: RaySettings | None = None,
 ) -> RunSummary:
-    """Prepare (or find) the run for these options and drive it to its end with a progress display."""
+    """Prepare (or find) the run for these options and drive it to its end with a progress display.
+
+    With `ray`, the student scores on Ray actors; the teacher and the store stay here."""
     config = config or load_models()
     if run_id is None:
         run_id = prepare_run(store, options, config)
@@ -108,8 +113,17 @@ def execute(
     def log(message: str) -> None:
         progress.console.print(cell(message), style="dim")
 
+    scorer_factory = ray_scorer_factory(ray, config, store, log) if ray is not None else None
     with progress:
-        summary = run_pipeline(store, run_id, config, progress=show, log=log, stop=stop)
+        summary = run_pipeline(
+            store,
+            run_id,
+            config,
+            progress=show,
+            log=log,
+            stop=stop,
+            scorer_factory=scorer_factory,
+        )
     return summary
 
 
@@ -241,6 +255,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     help="Reflect the responses of both branches (A and QA), so later students need no "
     "teacher call at all.",
 )
+@executor_options
 @db_option
 def run(
     dataset: str,
@@ -250,6 +265,10 @@ def run(
     concurrency: int | None,
     emit_unreflected: bool,
     full_grid: bool,
+    executor: str,
+    ray_address: str | None,
+    ray_node_ip: str | None,
+    workers: int | None,
     db_path: Path | None,
 ) -> None:
     """Run Selective Reflection-Tuning on an imported DATASET; the same command again resumes.
@@ -260,6 +279,7 @@ def run(
     how to resume. The run's id is printed on stdout; progress and the summary on stderr.
     """
     config = load_models()
+    ray = ray_settings(config, executor, ray_address, ray_node_ip, workers)
     options = RunOptions(
         dataset=dataset,
         teacher=teacher or config.defaults.teacher,
@@ -281,7 +301,7 @@ def run(
         stop = threading.Event()
         try:
             with _stop_on_signals(stop):
-                summary = execute(store, options, stop=stop, config=config, run_id=run_id)
+                summary = execute(store, options, stop=stop, config=config, run_id=run_id, ray=ray)
         except KeyboardInterrupt:
             _say_interrupted(store, run_id, options, db_path)
             raise SystemExit(EXIT_INTERRUPTED) from None

@@ -23,7 +23,9 @@ from rich.progress import (
 from rich.text import Text
 
 from srt_local.commands.common import UserError, cell, db_option, err_console, json_text, say
-from srt_local.config import TEMPLATES, load_models
+from srt_local.commands.executor_opts import executor_options, ray_settings
+from srt_local.config import TEMPLATES, StudentSpec, load_models
+from srt_local.executors import RaySettings, open_ray_pool
 from srt_local.formats import FORMATS, read_records
 from srt_local.pairs import Pair
 from srt_local.scoring import score_cached
@@ -81,6 +83,7 @@ FIELDS = (
 )
 @db_option
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the store's score cache.")
+@executor_options
 def score(
     input_file: Path,
     student: str | None,
@@ -91,6 +94,10 @@ def score(
     out: Path | None,
     db_path: Path | None,
     no_cache: bool,
+    executor: str,
+    ray_address: str | None,
+    ray_node_ip: str | None,
+    workers: int | None,
 ) -> None:
     """Score every pair of INPUT (.json, .jsonl, .csv or .parquet; alpaca, sharegpt or messages
     records, as `srt import` reads them: a conversation gives its first user turn and the reply
@@ -112,6 +119,7 @@ def score(
     if out is not None:
         _check_out(out)
     config = load_models()
+    ray = ray_settings(config, executor, ray_address, ray_node_ip, workers)
     spec = config.student(student or config.defaults.student)
     spec = replace(
         spec,
@@ -119,13 +127,17 @@ def score(
         max_tokens=max_tokens or spec.max_tokens,
     )
     store_cm = nullcontext(None) if no_cache else Store.open(db_path)
-    with store_cm as store, Student.load(spec) as scorer:
-        say(
-            f"scoring {len(pairs)} samples with {scorer.name} "
-            f"(template {scorer.template}, max_tokens {scorer.max_tokens})"
-        )
-        with _progress(len(pairs)) as report:
-            scores = score_cached(scorer, pairs, store, progress=report)
+    if ray is not None:
+        with store_cm as store:
+            scores = _score_on_ray(ray, spec, pairs, store)
+    else:
+        with store_cm as store, Student.load(spec) as scorer:
+            say(
+                f"scoring {len(pairs)} samples with {scorer.name} "
+                f"(template {scorer.template}, max_tokens {scorer.max_tokens})"
+            )
+            with _progress(len(pairs)) as report:
+                scores = score_cached(scorer, pairs, store, progress=report)
     lines = [_line(index, s) for index, s in enumerate(scores)]
     if out is None:
         click.echo("".join(lines), nl=False)
@@ -133,6 +145,22 @@ def score(
         _write_atomically(out, "".join(lines))
         say(f"wrote {len(lines)} lines to {out}")
     _summary(scores)
+
+
+def _score_on_ray(
+    ray: RaySettings, spec: StudentSpec, pairs: list[Pair], store: Store | None
+) -> list[PairScore]:
+    """The student on Ray actors; this process reads and writes the score cache."""
+    pool = open_ray_pool(ray, spec, None, store, say)
+    try:
+        say(
+            f"scoring {len(pairs)} samples with {pool.key.name} on Ray "
+            f"(template {pool.key.template}, max_tokens {pool.key.max_tokens})"
+        )
+        with _progress(len(pairs)) as report:
+            return pool.score_all(pairs, progress=report)
+    finally:
+        pool.close()
 
 
 def _read_pairs(path: Path, limit: int | None, fmt: str = "auto") -> list[Pair]:

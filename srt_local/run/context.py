@@ -87,7 +87,7 @@ def student_factory(config: ModelsConfig, store: Store) -> ScorerFactory:
         from srt_local.run.scoring_queue import StudentScorer
         from srt_local.student import Student
 
-        spec = _student_spec(run, config)
+        spec = student_spec(run, config)
         student = await asyncio.to_thread(Student.load, spec)
         if student.sha256 != run.student_sha256:
             student.close()
@@ -101,7 +101,8 @@ def student_factory(config: ModelsConfig, store: Store) -> ScorerFactory:
     return make
 
 
-def _student_spec(run: RunRow, config: ModelsConfig) -> StudentSpec:
+def student_spec(run: RunRow, config: ModelsConfig) -> StudentSpec:
+    """The student a run was made with, by its name in models.toml or the path it was given."""
     if run.student_name in config.students:
         return config.student(run.student_name)
     stored = run.config["student_spec"]  # a student given as a path
