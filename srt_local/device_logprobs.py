@@ -253,7 +253,9 @@ class DeviceReducer:
         llama = self._llama
         n = len(out_batch_index)
         if n + 1 != self._rows:
-            raise RuntimeError(f"the decode has {n} output rows, the sampling graph {self._rows - 1}")
+            raise RuntimeError(
+                f"the decode has {n} output rows, the sampling graph {self._rows - 1}"
+            )
         values = np.empty(self._rows, dtype=np.float64)
         for row, first, count in self.carriers:
             ptr = llama.llama_get_sampled_logits_ith(self._ctx, int(out_batch_index[row]))

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from srt_local.config import SCORING_PATHS
 from srt_local.errors import SrtError
 from srt_local.model_files import ModelFileError
 
@@ -65,10 +66,6 @@ class Job:
     def n_decoded(self) -> int:
         # The last token predicts nothing that is scored, so it is never decoded.
         return len(self.tokens) - 1
-
-
-SCORING_PATHS = ("auto", "host", "device")
-FIXED_SHAPE = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
