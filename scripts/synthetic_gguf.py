@@ -54,7 +54,9 @@ class Shape:
         """Parameters of the matrices a token passes through (embedding rows are looked up)."""
         head = self.n_embd // self.n_head
         kv = self.n_head_kv * head
-        per_layer = 2 * self.n_embd * self.n_embd + 2 * self.n_embd * kv + 3 * self.n_embd * self.n_ff
+        per_layer = (
+            2 * self.n_embd * self.n_embd + 2 * self.n_embd * kv + 3 * self.n_embd * self.n_ff
+        )
         return self.n_layer * per_layer + self.n_vocab * self.n_embd
 
 
@@ -106,7 +108,9 @@ def vocabulary(n_vocab: int) -> tuple[list[str], list[int], list[str], int, int]
 
 
 def _f16_block(rng: np.random.Generator, scale: float) -> bytes:
-    return (rng.standard_normal(_BLOCK_VALUES, dtype=np.float32) * scale).astype(np.float16).tobytes()
+    return (
+        (rng.standard_normal(_BLOCK_VALUES, dtype=np.float32) * scale).astype(np.float16).tobytes()
+    )
 
 
 def _q8_block(rng: np.random.Generator, scale: float) -> bytes:
