@@ -7,7 +7,9 @@ size). It loads in llama.cpp like a Llama checkpoint and scores with `srt score 
     python3 scripts/synthetic_gguf.py 8b /data/llama8b-f16.gguf --type f16
 
 Presets: tiny (tests), 1b (Llama-3.2-1B shape), 8b (Llama-3-8B: 32 layers, hidden 4096,
-intermediate 14336, 32 heads, 8 KV heads, 128,256 tokens). Types: f16, q8_0.
+intermediate 14336, 32 heads, 8 KV heads, 128,256 tokens), gemma270m (Gemma-3-270M: the gemma3
+architecture, 18 layers, hidden 640, 262,144 tokens; the real file cannot travel to the GPU
+machine). Types: f16, q8_0.
 
 The file is written tensor by tensor, each in chunks: an 8B file (16 GB in F16) never sits in
 memory. The weights repeat one random block (drawing 8 billion numbers would take minutes and buy
@@ -48,15 +50,20 @@ class Shape:
     n_ctx: int
     rope_base: float
     tied: bool  # the output matrix is the embedding's (Llama-3.2-1B); else a tensor of its own
+    arch: str = "llama"
+    head_dim: int = 0  # 0: n_embd / n_head
+    sliding_window: int = 0  # gemma3 only
+
+    @property
+    def head(self) -> int:
+        return self.head_dim or self.n_embd // self.n_head
 
     @property
     def n_params(self) -> int:
         """Parameters of the matrices a token passes through (embedding rows are looked up)."""
-        head = self.n_embd // self.n_head
-        kv = self.n_head_kv * head
-        per_layer = (
-            2 * self.n_embd * self.n_embd + 2 * self.n_embd * kv + 3 * self.n_embd * self.n_ff
-        )
+        q = self.n_head * self.head
+        kv = self.n_head_kv * self.head
+        per_layer = 2 * self.n_embd * q + 2 * self.n_embd * kv + 3 * self.n_embd * self.n_ff
         return self.n_layer * per_layer + self.n_vocab * self.n_embd
 
 
@@ -64,6 +71,7 @@ PRESETS = {
     "tiny": Shape(2, 64, 128, 4, 2, 2048, 2048, 10000.0, False),
     "1b": Shape(16, 2048, 8192, 32, 8, 128256, 8192, 500000.0, True),
     "8b": Shape(32, 4096, 14336, 32, 8, 128256, 8192, 500000.0, False),
+    "gemma270m": Shape(18, 640, 2048, 4, 1, 262144, 32768, 1e6, True, "gemma3", 256, 512),
 }
 
 
@@ -125,9 +133,13 @@ def _q8_block(rng: np.random.Generator, scale: float) -> bytes:
     return out.tobytes()
 
 
-def _write_repeating(fout: Any, block: bytes, nbytes: int) -> None:
-    """nbytes of the block repeated, written in chunks."""
-    chunk = block * max(1, _CHUNK // len(block))
+def _repeated(block: bytes) -> memoryview:
+    """The block repeated to about _CHUNK bytes (made once per block, sliced per write)."""
+    return memoryview(block * max(1, _CHUNK // len(block)))
+
+
+def _write_repeating(fout: Any, chunk: memoryview, nbytes: int) -> None:
+    """nbytes of the repeated block, written in chunks."""
     left = nbytes
     while left > 0:
         piece = chunk[: min(left, len(chunk))]
@@ -143,10 +155,12 @@ def write(preset: str, path: Path, kind: str, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     qtype = gguf.GGMLQuantizationType.F16 if kind == "f16" else gguf.GGMLQuantizationType.Q8_0
     file_type = gguf.LlamaFileType.MOSTLY_F16 if kind == "f16" else gguf.LlamaFileType.MOSTLY_Q8_0
-    head = shape.n_embd // shape.n_head
+    head = shape.head
+    q = shape.n_head * head
     kv = shape.n_head_kv * head
+    gemma = shape.arch == "gemma3"
 
-    writer = gguf.GGUFWriter(str(path), "llama")
+    writer = gguf.GGUFWriter(str(path), shape.arch)
     writer.add_name(f"srt-local synthetic {preset} ({kind})")
     writer.add_context_length(shape.n_ctx)
     writer.add_embedding_length(shape.n_embd)
@@ -154,9 +168,14 @@ def write(preset: str, path: Path, kind: str, seed: int = 0) -> Path:
     writer.add_feed_forward_length(shape.n_ff)
     writer.add_head_count(shape.n_head)
     writer.add_head_count_kv(shape.n_head_kv)
-    writer.add_rope_dimension_count(head)
     writer.add_rope_freq_base(shape.rope_base)
-    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_layer_norm_rms_eps(1e-6 if gemma else 1e-5)
+    if gemma:
+        writer.add_key_length(head)
+        writer.add_value_length(head)
+        writer.add_sliding_window(shape.sliding_window)
+    else:
+        writer.add_rope_dimension_count(head)
     writer.add_vocab_size(shape.n_vocab)
     writer.add_file_type(int(file_type))
     tokens, types, merges, bos, eos = vocabulary(shape.n_vocab)
@@ -177,15 +196,22 @@ def write(preset: str, path: Path, kind: str, seed: int = 0) -> Path:
         b = f"blk.{i}."
         tensors += [
             (b + "attn_norm.weight", (shape.n_embd,), False),
-            (b + "attn_q.weight", (shape.n_embd, shape.n_embd), True),
+            (b + "attn_q.weight", (q, shape.n_embd), True),
             (b + "attn_k.weight", (kv, shape.n_embd), True),
             (b + "attn_v.weight", (kv, shape.n_embd), True),
-            (b + "attn_output.weight", (shape.n_embd, shape.n_embd), True),
+            (b + "attn_output.weight", (shape.n_embd, q), True),
             (b + "ffn_norm.weight", (shape.n_embd,), False),
             (b + "ffn_gate.weight", (shape.n_ff, shape.n_embd), True),
             (b + "ffn_up.weight", (shape.n_ff, shape.n_embd), True),
             (b + "ffn_down.weight", (shape.n_embd, shape.n_ff), True),
         ]
+        if gemma:
+            tensors += [
+                (b + "attn_q_norm.weight", (head,), False),
+                (b + "attn_k_norm.weight", (head,), False),
+                (b + "post_attention_norm.weight", (shape.n_embd,), False),
+                (b + "post_ffw_norm.weight", (shape.n_embd,), False),
+            ]
     tensors.append(("output_norm.weight", (shape.n_embd,), False))
     if not shape.tied:
         tensors.append(("output.weight", (shape.n_vocab, shape.n_embd), True))
@@ -209,8 +235,8 @@ def write(preset: str, path: Path, kind: str, seed: int = 0) -> Path:
     writer.write_ti_data_to_file()
 
     scale = 0.02
-    block = _f16_block(rng, scale) if kind == "f16" else _q8_block(rng, scale)
-    ones = np.ones(_BLOCK_VALUES, dtype=np.float32).tobytes()
+    block = _repeated(_f16_block(rng, scale) if kind == "f16" else _q8_block(rng, scale))
+    ones = _repeated(np.ones(_BLOCK_VALUES, dtype=np.float32).tobytes())
     assert writer.fout is not None
     fout = writer.fout[0]
     align = writer.data_alignment
