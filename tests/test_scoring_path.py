@@ -76,6 +76,13 @@ def test_settings_override_the_backend_choice() -> None:
     assert not off.fixed_shape
 
 
+def test_the_engine_and_models_toml_name_the_same_choices() -> None:
+    from srt_local import config, logprobs
+
+    assert config.SCORING_PATHS == logprobs.SCORING_PATHS
+    assert config.FIXED_SHAPE == logprobs.FIXED_SHAPE
+
+
 def test_models_toml_student_settings(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
     good.write_text(
