@@ -118,6 +118,7 @@ class DeviceReducer:
         self._target_input: int | None = None
         self._rows = 0  # rows of the current graph, padding row included
         self._placed = 0
+        self._complete = False
         self._seen: set[int] = set()
         self._fed = False
         self.errors: list[str] = []
@@ -159,10 +160,16 @@ class DeviceReducer:
     def _reset(self, _smpl: Any) -> None:
         self._out = None
         self._source = None
+        self._complete = False
 
     def _apply(self, _smpl: Any, ctx: int, _gf: int, data: Any) -> None:
+        # Called once per output row (thousands per decode on a GPU): once the result is placed,
+        # every other row only needs to hand back nothing.
+        if self._complete:
+            data[0].logits = None
+            return
         try:
-            self._build(ctx, data.contents)
+            self._build(ctx, data[0])
         except BaseException as exc:  # an exception cannot cross into C: keep it for the caller
             self.errors.append(f"backend_apply: {exc!r}")
 
@@ -204,6 +211,7 @@ class DeviceReducer:
             data.logits = g["ggml_view_1d"](ctx, self._out, count, 4 * self._placed)
             self.carriers.append((row, self._placed, count))
             self._placed += count
+            self._complete = self._placed >= self._rows
         else:
             data.logits = None
 
