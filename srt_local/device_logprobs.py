@@ -96,6 +96,39 @@ def _bind() -> dict[str, Any]:
     return _ggml
 
 
+def gpu_free_bytes() -> int | None:
+    """The least free memory over the GPU devices ggml sees, or None (no GPU, or not bound)."""
+    try:
+        from llama_cpp import _ggml as loaded
+
+        lib = loaded.libggml
+        count, get, kind, memory = (
+            lib.ggml_backend_dev_count,
+            lib.ggml_backend_dev_get,
+            lib.ggml_backend_dev_type,
+            lib.ggml_backend_dev_memory,
+        )
+    except (ImportError, AttributeError):
+        return None
+    count.restype = ctypes.c_size_t
+    get.argtypes, get.restype = [ctypes.c_size_t], ctypes.c_void_p
+    kind.argtypes, kind.restype = [ctypes.c_void_p], ctypes.c_int
+    memory.argtypes = [
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.POINTER(ctypes.c_size_t),
+    ]
+    memory.restype = None
+    frees = []
+    for i in range(count()):
+        dev = get(i)
+        if kind(dev) in (1, 2):  # GGML_BACKEND_DEVICE_TYPE_GPU, _IGPU
+            free, total = ctypes.c_size_t(), ctypes.c_size_t()
+            memory(dev, ctypes.byref(free), ctypes.byref(total))
+            frees.append(free.value)
+    return min(frees) if frees else None
+
+
 def available() -> bool:
     """Whether this llama-cpp-python binds the sampling API and ggml functions the path needs."""
     import llama_cpp as llama

@@ -137,7 +137,12 @@ class ScoringPathError(ModelFileError, SrtError):
 
 
 def resolve(
-    settings: EngineSettings, n_vocab: int, on_gpu: bool, device_ok: bool, host_free: int
+    settings: EngineSettings,
+    n_vocab: int,
+    on_gpu: bool,
+    device_ok: bool,
+    host_free: int,
+    gpu_free: int | None = None,
 ) -> Resolved:
     """The sizes to use: settings win, 0/"auto" follow the backend (CPU: exactly as measured)."""
     path = settings.scoring_path
@@ -158,6 +163,11 @@ def resolve(
     elif path == "device" and on_gpu:
         # llama.cpp keeps 4 floats per vocabulary entry per output row on the host (above).
         rows = min(DEVICE_HOST_BYTES, host_free // 4) // (16 * n_vocab)
+        if gpu_free is not None:
+            # The reduction's buffers on the GPU (logits, their padded copy, the shifted
+            # exponentials: 12 bytes per vocabulary entry per row) take at most a quarter of
+            # what the model left free.
+            rows = min(rows, gpu_free // 4 // (12 * n_vocab))
     else:
         rows = settings.logits_budget_bytes // (4 * n_vocab)
     max_outputs = max(min_rows, min(n_batch, rows))
@@ -351,7 +361,8 @@ class LlamaEngine:
 
             device_ok = settings.scoring_path != "host" and device_logprobs.available()
             host_free = host_available_bytes() if on_gpu else 0
-            self.resolved = resolve(settings, self.n_vocab, on_gpu, device_ok, host_free)
+            gpu_free = device_logprobs.gpu_free_bytes() if on_gpu else None
+            self.resolved = resolve(settings, self.n_vocab, on_gpu, device_ok, host_free, gpu_free)
             self.scoring_path = self.resolved.path
             self.n_batch = self.resolved.n_batch
             self.n_seq_max = self.resolved.n_seq_max

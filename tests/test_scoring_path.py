@@ -54,6 +54,9 @@ def test_gpu_defaults_reduce_on_the_device_in_large_fixed_decodes() -> None:
     # Little free memory: fewer rows.
     small = resolve(EngineSettings(), 128256, on_gpu=True, device_ok=True, host_free=4 << 30)
     assert small.max_outputs == (1 << 30) // (16 * 128256)
+    # A GPU with 8 GiB left after the model: a quarter of it for the reduction's buffers.
+    tight = resolve(EngineSettings(), 128256, True, True, 64 << 30, gpu_free=8 << 30)
+    assert tight.max_outputs == (2 << 30) // (12 * 128256)
     # Without the binding, auto falls back to the host path; asking for the device is an error.
     assert resolve(EngineSettings(), 128256, True, False, 64 << 30).path == "host"
     with pytest.raises(ScoringPathError, match="scoring_path = 'host'"):
