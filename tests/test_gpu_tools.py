@@ -64,7 +64,9 @@ def test_synthetic_presets_have_the_real_shapes() -> None:
         8,
     )
     assert eight.n_vocab == 128256
-    assert 7.9e9 < eight.n_params < 8.1e9  # Llama-3-8B: 8.03 B, minus the embedding lookup
+    # Llama-3-8B has 8.03 B parameters; the 0.53 B of the input embedding are looked up, not
+    # multiplied, so they are not in the compute limit.
+    assert 7.45e9 < eight.n_params < 7.55e9
     assert 2.6e8 < presets["gemma270m"].n_params < 2.8e8
 
 
