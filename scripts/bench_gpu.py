@@ -93,6 +93,16 @@ def timed(run: Callable[[list[Job]], None], jobs: list[Job], budget_s: float) ->
     return time.perf_counter() - started, min(done, len(jobs))
 
 
+def budget(args: Any) -> float:
+    """Seconds for the next measurement: --budget, less when --time-limit is running out."""
+    args.left -= 1
+    if args.deadline is None:
+        return float(args.budget)
+    remaining = args.deadline - time.monotonic()
+    # Half of what is left, shared by the measurements still to come (loads take the rest).
+    return max(1.0, min(args.budget, remaining / 2 / max(1, args.left + 1)))
+
+
 def peak_bf16(torch: Any) -> float:
     """FLOP/s of an 8192^3 bf16 matrix product on random data (mean of 10 after 3 warm-ups)."""
     n = 8192
@@ -121,7 +131,7 @@ def llama_rows(
             continue
         try:
             engine.score(jobs[:8])  # warm-up: graphs, buffers
-            seconds, n = timed(engine.score, jobs, args.budget)
+            seconds, n = timed(engine.score, jobs, budget(args))
             target, decoded = counts(jobs[:n])
             r = engine.resolved
             rows.append(
@@ -209,13 +219,10 @@ def hf_rows(
             held["model"](input_ids=ids, labels=labels).loss.item()
 
     rows: list[Row] = []
-    for way, run, budget in (
-        ("HF bf16 batched", batched, args.budget),
-        ("HF bf16 one at a time", one_at_a_time, args.budget),
-    ):
+    for way, run in (("HF bf16 batched", batched), ("HF bf16 one at a time", one_at_a_time)):
         run(jobs[:4])
         torch.cuda.synchronize()
-        seconds, n = timed(run, jobs, budget)
+        seconds, n = timed(run, jobs, budget(args))
         target, decoded = counts(jobs[:n])
         rows.append(
             Row(
@@ -291,10 +298,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hf-batch", type=int, default=32, help="sequences per HF batch")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument(
-        "--models", default="gemma270m,1b,8b", help="presets to run, comma-separated"
+        "--models", default="gemma270m,8b,1b", help="presets to run, comma-separated"
+    )
+    parser.add_argument(
+        "--time-limit", type=float, default=0, help="seconds for the whole run (0: no limit)"
     )
     args = parser.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
+    args.deadline = time.monotonic() + args.time_limit if args.time_limit else None
+    args.left = 4 * len(args.models.split(","))
     if args.smoke:
         args.pairs, args.budget = min(args.pairs, 8), min(args.budget, 5.0)
     peak = None
@@ -327,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
             check = jobs[: 64 if not args.smoke else 16]
             parts.append(functools.partial(invariance, path, check, args))
         for part in parts:
+            if args.deadline is not None and time.monotonic() > args.deadline - 15:
+                print(f"{label}: skipped, --time-limit reached", flush=True)
+                break
             try:
                 new = part()
             except Exception as exc:  # one broken row must not cost the others the device call
