@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Build llama-cpp-python 0.3.36 with CUDA for Hopper (sm_90) on the GPU machine, from the trimmed
 # source tree (scripts/trim_llama_source.py), and install it with the carried wheels into a folder.
-#   bash scripts/device_build.sh [SRC=.llama-src] [SITE=/tmp/site] [WHEELS=.whl]
+#   bash scripts/device_build.sh [SRC=.llama-src] [SITE=.device-site] [WHEELS=.whl]
 # That machine reaches no index: the build uses its own cmake, ninja, nvcc and scikit-build-core
 # (--no-build-isolation). Flash attention kernels are not built (the scorer never uses them; they
 # are most of the CUDA build time), nor mtmd, NCCL, tests or tools. Rerun on a warm machine: it
 # finds the build and returns at once.
 set -euo pipefail
 src=${1:-.llama-src}
-site=${2:-/tmp/site}
+site=${2:-.device-site}
 wheels=${3:-.whl}
 started=$(date +%s)
 mkdir -p "$site"
