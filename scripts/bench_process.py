@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             srt_cmd = [sys.executable, "-m", "srt_local.cli", "score", str(data)]
             srt_cmd += ["--student", student, "--out", str(work / "out.jsonl")]
             bare_cmd = [sys.executable, str(Path(__file__).resolve()), "--bare", str(jobs)]
-            timed([*srt_cmd, "--no-cache"], env)  # warm-up: file cache, hash index
+            # plan() loaded the GGUF (now in the page cache) and hashed it (now remembered).
             ratios, srt_s, bare_s = [], [], []
             for k in range(args.repeat):
                 db = work / f"{student}-{k}.duckdb"
