@@ -6,8 +6,9 @@ over the whole matrix of output rows at once, the target's logit, the row maximu
 log(sum(exp(row - max))), so one float per row leaves the device.
 
 How it plugs in (llama.cpp's sampling API, which llama-cpp-python binds as plain ctypes):
-- every sequence id gets a sampler chain holding one `_LogProbSampler`; a sequence without a
-  backend sampler would make llama.cpp copy the raw logits again;
+- every sequence id gets a sampler chain holding one custom sampler whose callbacks are
+  `DeviceReducer`'s; a sequence without a backend sampler would make llama.cpp copy the raw logits
+  again;
 - llama.cpp calls `backend_apply` once per output row with a 1-D view of that row into its
   padded logits matrix. The first call of a graph builds the reduction over the view's source (all
   rows: ggml ops are per row, so a row's value does not depend on the others), and hands back the

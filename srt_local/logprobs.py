@@ -397,7 +397,12 @@ class LlamaEngine:
             self._batches = (_Batch(capacity), _Batch(capacity))
             self._turn = 0
             if self.scoring_path == "device":
-                self._device = device_logprobs.DeviceReducer(llama, ctx, self.n_seq_max + 1)
+                try:
+                    self._device = device_logprobs.DeviceReducer(llama, ctx, self.n_seq_max + 1)
+                except RuntimeError as exc:
+                    raise ScoringPathError(
+                        f"{gguf_path}: {exc}; use scoring_path = 'host' for this student"
+                    ) from exc
             self._pool = ThreadPoolExecutor(self.n_threads, thread_name_prefix="srt-logsoftmax")
         except BaseException:
             self.close()
