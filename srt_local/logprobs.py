@@ -371,8 +371,13 @@ class LlamaEngine:
             self.fixed_shape = self.resolved.fixed_shape
             # Every fixed-shape decode has this many tokens: the largest a pack or a piece can be.
             self.fixed_tokens = self.n_batch + max(self.kv_align, settings.min_rows)
-            # Room for the filler: alignment before each job and padding after the last.
-            capacity = self.n_batch + self.kv_align * self.n_seq_max + settings.min_rows
+            # Room for the filler: alignment before each job and padding after the last. A pack's
+            # aligned sizes sum to at most n_batch + kv_align, so the GPU's tighter bound holds;
+            # the CPU keeps the bound it was measured with.
+            if on_gpu:
+                capacity = self.fixed_tokens + settings.min_rows
+            else:
+                capacity = self.n_batch + self.kv_align * self.n_seq_max + settings.min_rows
             self.filler_seq = self.n_seq_max
             n_ctx = settings.n_ctx + (self.fixed_tokens if self.fixed_shape else 0)
             cparams = llama.llama_context_default_params()
