@@ -8,7 +8,8 @@ positions only, log-softmax on the GPU) and one sample at a time with `labels` (
 code). Each as a fraction of the compute limit: 2 x matrix parameters x decoded tokens per second
 over the card's bf16 matrix rate, measured here with torch (attention is not counted). Then the
 batch-invariance check on the GPU: the largest difference of a text's mean loss scored alone and
-packed, for kv_align 16 and 1024, and run to run.
+packed, for kv_align 16 and 1024, and run to run; and host path against device path (run first, on
+the first model, so that a short call still answers whether the device path is right there).
 
     python3 scripts/bench_gpu.py                 # on the GPU machine, after scripts/device_build.sh
     .venv/bin/python scripts/bench_gpu.py --smoke  # here: tiny shapes, CPU, HF rows if torch exists
@@ -340,9 +341,10 @@ def main(argv: list[str] | None = None) -> int:
             functools.partial(llama_rows, label, path, shape.n_params, jobs, peak, args),
             functools.partial(hf_rows, label, shape_name, shape.n_params, jobs, peak, args),
         ]
-        if preset == "1b" or (args.smoke and preset == args.models.split(",")[0]):
+        if preset == args.models.split(",")[0]:
+            # First, on the smallest model: whether the device path is right on this backend.
             check = jobs[: 64 if not args.smoke else 16]
-            parts.append(functools.partial(invariance, path, check, args))
+            parts.insert(0, functools.partial(invariance, path, check, args))
         for part in parts:
             if args.deadline is not None and time.monotonic() > args.deadline - 15:
                 print(f"{label}: skipped, --time-limit reached", flush=True)
