@@ -23,8 +23,9 @@ On a GPU (CUDA) the same question has other answers, so the engine changes three
   and spare rows making up the rest. ggml's CUDA matrix products pick their kernel (MMVQ, MMQ or
   cuBLAS), tile sizes and split-K from the shapes; a row's dot products reduce over the weight's
   inner dimension inside that row, so with the shape fixed a row no longer depends on the others.
-  Without it the same text packed into a 300- or a 4,000-token decode takes different kernels:
-  the up-to-2% loss moves measured on an H200 before this engine fixed shapes;
+  Without it the same text packed into a 300- or a 4,000-token decode takes different kernels,
+  the first suspect for the loss moves of up to 2% with pack mates seen on an H200 before shapes
+  were fixed (not yet measured since: no GPU was lent to the session that fixed them);
 - no flash attention (its KV tiling and its split across blocks follow n_kv and the batch);
 - the attention's softmax and its product with V reduce over KV cells in thread strides and
   K-tiles: a sequence whose first cell moves changes how its cells are grouped. `kv_align` puts
