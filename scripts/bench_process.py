@@ -7,8 +7,10 @@ For each student, on the first N samples of an Alpaca file:
 - bare: a process that imports only the engine, loads the same GGUF with the same settings and
   decodes the same token sequences in the same packs with logits requested at the same positions,
   reading nothing (the sequences are planned beforehand, outside the timing).
-It prints both wall times and bare / srt (1.0: the process costs nothing beyond its decodes). The
-two alternate, `--repeat` times each, and the ratio is taken per round (the machine is shared).
+It prints both wall times and CPU times (user + system, from the kernel's accounting of each child)
+and bare / srt for each (1.0: the process costs nothing beyond its decodes). On a shared machine the
+wall times move with the neighbours' load by more than the difference measured; the CPU times
+hardly do, so they are the figure to read there. The two alternate, `--repeat` times each.
 
     .venv/bin/python scripts/bench_process.py --n 30
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -69,13 +72,17 @@ def plan(student: str, data: Path, n: int, out: Path) -> None:
         )
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one process run to its end."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-    return seconds
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             srt_cmd += ["--student", student, "--out", str(work / "out.jsonl")]
             bare_cmd = [sys.executable, str(Path(__file__).resolve()), "--bare", str(jobs)]
             # plan() loaded the GGUF (now in the page cache) and hashed it (now remembered).
-            ratios, srt_s, bare_s = [], [], []
+            walls: list[tuple[float, float]] = []
+            cpus: list[tuple[float, float]] = []
             for k in range(args.repeat):
                 db = work / f"{student}-{k}.duckdb"
                 # Alternate the order so that neither always runs first.
@@ -115,16 +123,19 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     s = timed([*srt_cmd, "--db", str(db)], env)
                     b = timed(bare_cmd, env)
-                srt_s.append(s)
-                bare_s.append(b)
-                ratios.append(b / s)
+                walls.append((s[0], b[0]))
+                cpus.append((s[1], b[1]))
                 print(
-                    f"{student}: round {k + 1}: srt {s:.2f} s, bare {b:.2f} s, bare/srt {b / s:.3f}"
+                    f"{student}: round {k + 1}: wall srt {s[0]:.2f} s, bare {b[0]:.2f} s "
+                    f"(bare/srt {b[0] / s[0]:.3f}); CPU srt {s[1]:.2f} s, bare {b[1]:.2f} s "
+                    f"(bare/srt {b[1] / s[1]:.3f})",
+                    flush=True,
                 )
+            wall = statistics.median(b / s for s, b in walls)
+            cpu = statistics.median(b / s for s, b in cpus)
             print(
-                f"{student}: {args.n} samples: srt {statistics.median(srt_s):.2f} s, bare "
-                f"{statistics.median(bare_s):.2f} s, bare/srt median {statistics.median(ratios):.3f} "
-                f"(rounds: {', '.join(f'{r:.3f}' for r in ratios)})",
+                f"{student}: {args.n} samples, {args.repeat} rounds: bare/srt median wall {wall:.3f}, "
+                f"CPU time {cpu:.3f}",
                 flush=True,
             )
     return 0
