@@ -50,6 +50,18 @@ class StudentSpec:
     max_tokens: int = 2048
     n_gpu_layers: int = -1
     n_threads: int = 0
+    # How the scorer drives llama.cpp; 0 / "auto" pick from the backend (logprobs.EngineSettings).
+    scoring_path: str = "auto"
+    n_batch: int = 0
+    n_ubatch: int = 0
+    n_seq_max: int = 0
+    rows_per_decode: int = 0
+    kv_align: int = 0
+    fixed_shape: str = "auto"
+
+
+SCORING_PATHS = ("auto", "host", "device")
+FIXED_SHAPE = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -264,9 +276,34 @@ def _parse_student(name: str, data: Mapping[str, Any], file: Path) -> StudentSpe
         n_threads=t.check(
             "n_threads", t.get("n_threads", int, 0), lambda v: v >= 0, "0 (auto) or a count"
         ),
+        scoring_path=t.check(
+            "scoring_path",
+            t.get("scoring_path", str, "auto"),
+            SCORING_PATHS.__contains__,
+            "one of " + ", ".join(SCORING_PATHS),
+        ),
+        n_batch=_count(t, "n_batch", 16),
+        n_ubatch=_count(t, "n_ubatch", 16),
+        n_seq_max=_count(t, "n_seq_max", 1),
+        rows_per_decode=_count(t, "rows_per_decode", 16),
+        kv_align=_count(t, "kv_align", 1),
+        fixed_shape=t.check(
+            "fixed_shape",
+            t.get("fixed_shape", str, "auto"),
+            FIXED_SHAPE.__contains__,
+            "one of " + ", ".join(FIXED_SHAPE),
+        ),
     )
     t.reject_unknown()
     return spec
+
+
+def _count(t: _Table, key: str, least: int) -> int:
+    """A size that is 0 (chosen from the backend) or at least `least`."""
+    value: int = t.check(
+        key, t.get(key, int, 0), lambda v: v == 0 or v >= least, f"0 (auto) or at least {least}"
+    )
+    return value
 
 
 def _parse_options(data: Any, file: Path, where: str) -> TeacherOptions:

@@ -17,6 +17,27 @@ measured here, so the engine keeps to them:
   SIMD sums over cells then split the same way as for the sequence alone).
 Filler tokens in a sequence of their own do the padding; attention never mixes sequences.
 
+On a GPU (CUDA) the same question has other answers, so the engine changes three things there
+(each a setting, `EngineSettings`; the CPU keeps the above exactly):
+- every decode has one fixed shape: `fixed_tokens` tokens and `max_outputs` output rows, filler
+  and spare rows making up the rest. ggml's CUDA matrix products pick their kernel (MMVQ, MMQ or
+  cuBLAS), tile sizes and split-K from the shapes; a row's dot products reduce over the weight's
+  inner dimension inside that row, so with the shape fixed a row no longer depends on the others.
+  Without it the same text packed into a 300- or a 4,000-token decode takes different kernels,
+  the first suspect for the loss moves of up to 2% with pack mates seen on an H200 before shapes
+  were fixed (not yet measured since: no GPU was lent to the session that fixed them);
+- no flash attention (its KV tiling and its split across blocks follow n_kv and the batch);
+- the attention's softmax and its product with V reduce over KV cells in thread strides and
+  K-tiles: a sequence whose first cell moves changes how its cells are grouped. `kv_align` puts
+  every packed sequence at a multiple of it; exactness needs the kernels' whole stride (up to
+  1,024 cells in ggml's CUDA softmax), which costs most of the GPU's speed on short texts, so the
+  default stays 16 and the residual is measured, not assumed: `scripts/bench_gpu.py` prints the
+  largest loss difference between packed and one-at-a-time scoring for kv_align 16 and 1024.
+Run to run, the same inputs give the same packs and shapes and so the same scores.
+
+The reduction itself (`device_logprobs`) is row by row in ggml (argmax, get_rows, sum_rows), so it
+adds no pack dependence; it computes max + log(sum(exp(row - max))) in float32 like the host path.
+
 llama_cpp is imported inside the engine only: importing this module loads no native code.
 """
 
@@ -36,9 +57,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from srt_local.errors import SrtError
 from srt_local.model_files import ModelFileError
 
+# The same names as config's (config imports no numpy; tests check the two agree).
+SCORING_PATHS = ("auto", "host", "device")
+FIXED_SHAPE = ("auto", "on", "off")
 KV_ALIGN = 16
+_GPU_BATCH = 4096
+_GPU_SEQS = 64
 # Above this magnitude a float32 exp() of a raw logit could overflow or underflow the sum, so the
 # row's maximum is subtracted first; below it the shift is skipped (it costs a pass over the row).
 _EXP_SAFE = 60.0
@@ -66,16 +93,107 @@ class Job:
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """How the engine uses llama.cpp. The defaults were measured on a 2-core CPU (README)."""
+    """How the engine uses llama.cpp. The defaults were measured on a 2-core CPU (README).
+
+    A 0 (or "auto") is chosen from the backend: on the CPU exactly the measured defaults, where the
+    output layer runs on a GPU larger decodes of one fixed shape (`_resolve`).
+    """
 
     n_ctx: int = 2048  # the longest sequence it will be given
-    n_batch: int = 512  # tokens per decode, filler aside
-    n_seq_max: int = 16  # jobs per decode
-    logits_budget_bytes: int = 128 << 20
+    n_batch: int = 0  # tokens per decode, filler aside; 0: 512 on the CPU, 4096 on a GPU
+    n_seq_max: int = 0  # jobs per decode; 0: 16 on the CPU, 64 on a GPU
+    logits_budget_bytes: int = 128 << 20  # the host path's logits rows
     n_threads: int = 0
     n_gpu_layers: int = -1
     min_rows: int = 16
     flash_attn: bool = False
+    scoring_path: str = "auto"  # auto: "device" where the output layer runs on a GPU
+    n_ubatch: int = 0  # 0: the whole decode in one micro-batch (the device path needs that)
+    rows_per_decode: int = 0  # logits rows per decode; 0: from the budget / free memory
+    kv_align: int = 0  # 0: KV_ALIGN
+    fixed_shape: str = "auto"  # pad every decode to one shape; auto: on a GPU
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The sizes an engine actually uses, once the backend is known."""
+
+    path: str  # "host" or "device"
+    on_gpu: bool
+    n_batch: int
+    n_seq_max: int
+    max_outputs: int
+    kv_align: int
+    fixed_shape: bool
+
+
+# The device path's output rows: llama.cpp keeps, per row, n_vocab floats of sampled logits, of
+# probabilities, of candidates and of raw logits on the host (pinned where the GPU has a host
+# buffer type), although one float is used. At most this much host memory goes to them.
+DEVICE_HOST_BYTES = 8 << 30
+
+
+class ScoringPathError(ModelFileError, SrtError):
+    """The scoring path asked for cannot run with this llama.cpp build."""
+
+
+def resolve(
+    settings: EngineSettings,
+    n_vocab: int,
+    on_gpu: bool,
+    device_ok: bool,
+    host_free: int,
+    gpu_free: int | None = None,
+) -> Resolved:
+    """The sizes to use: settings win, 0/"auto" follow the backend (CPU: exactly as measured)."""
+    path = settings.scoring_path
+    if path not in SCORING_PATHS:
+        raise ScoringPathError(f"scoring_path {path!r}: expected one of {', '.join(SCORING_PATHS)}")
+    if path == "auto":
+        path = "device" if on_gpu and device_ok else "host"
+    elif path == "device" and not device_ok:
+        raise ScoringPathError(
+            "scoring_path 'device': this llama-cpp-python does not bind llama.cpp's backend "
+            "sampling API or the ggml functions it needs; use scoring_path = 'host'"
+        )
+    min_rows = settings.min_rows
+    n_batch = max(settings.n_batch or (_GPU_BATCH if on_gpu else 512), min_rows)
+    n_seq_max = settings.n_seq_max or (_GPU_SEQS if on_gpu else 16)
+    if settings.rows_per_decode:
+        rows = settings.rows_per_decode
+    elif path == "device" and on_gpu:
+        # llama.cpp keeps 4 floats per vocabulary entry per output row on the host (above).
+        rows = min(DEVICE_HOST_BYTES, host_free // 4) // (16 * n_vocab)
+        if gpu_free is not None:
+            # The reduction's buffers on the GPU (logits, their padded copy, the shifted
+            # exponentials: 12 bytes per vocabulary entry per row) take at most a quarter of
+            # what the model left free.
+            rows = min(rows, gpu_free // 4 // (12 * n_vocab))
+    else:
+        rows = settings.logits_budget_bytes // (4 * n_vocab)
+    max_outputs = max(min_rows, min(n_batch, rows))
+    fixed = settings.fixed_shape == "on" or (settings.fixed_shape == "auto" and on_gpu)
+    return Resolved(
+        path=path,
+        on_gpu=on_gpu,
+        n_batch=n_batch,
+        n_seq_max=n_seq_max,
+        max_outputs=max_outputs,
+        kv_align=settings.kv_align or KV_ALIGN,
+        fixed_shape=fixed,
+    )
+
+
+def host_available_bytes() -> int:
+    """MemAvailable from /proc/meminfo, else a conservative 8 GiB."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 8 << 30
 
 
 @dataclass
@@ -214,6 +332,7 @@ class LlamaEngine:
         self.n_threads = settings.n_threads or physical_cores()
         self._pool: ThreadPoolExecutor | None = None
         self._ctx: Any = None
+        self._device: Any = None
 
         mparams = llama.llama_model_default_params()
         mparams.n_gpu_layers = settings.n_gpu_layers
@@ -235,18 +354,40 @@ class LlamaEngine:
             template = llama.llama_model_chat_template(model, None)
             self.chat_template: str | None = template.decode("utf-8") if template else None
 
-            self.n_batch = max(settings.n_batch, settings.min_rows)
-            self.max_outputs = max(
-                settings.min_rows,
-                min(self.n_batch, settings.logits_budget_bytes // (4 * self.n_vocab)),
+            n_layer = int(llama.llama_model_n_layer(model))
+            on_gpu = bool(llama.llama_supports_gpu_offload()) and (
+                settings.n_gpu_layers < 0 or settings.n_gpu_layers > n_layer
             )
-            # Room for the filler: alignment before each job and padding after the last.
-            capacity = self.n_batch + KV_ALIGN * settings.n_seq_max + settings.min_rows
-            self.filler_seq = settings.n_seq_max
+            from srt_local import device_logprobs
+
+            device_ok = settings.scoring_path != "host" and device_logprobs.available()
+            host_free = host_available_bytes() if on_gpu else 0
+            gpu_free = device_logprobs.gpu_free_bytes() if on_gpu else None
+            self.resolved = resolve(settings, self.n_vocab, on_gpu, device_ok, host_free, gpu_free)
+            self.scoring_path = self.resolved.path
+            self.n_batch = self.resolved.n_batch
+            self.n_seq_max = self.resolved.n_seq_max
+            self.max_outputs = self.resolved.max_outputs
+            self.kv_align = self.resolved.kv_align
+            self.fixed_shape = self.resolved.fixed_shape
+            # Every fixed-shape decode has this many tokens: the largest a pack or a piece can be.
+            self.fixed_tokens = self.n_batch + max(self.kv_align, settings.min_rows)
+            # Room for the filler: alignment before each job and padding after the last. A pack's
+            # aligned sizes sum to at most n_batch + kv_align, so the GPU's tighter bound holds;
+            # the CPU keeps the bound it was measured with.
+            if on_gpu:
+                capacity = self.fixed_tokens + settings.min_rows
+            else:
+                capacity = self.n_batch + self.kv_align * self.n_seq_max + settings.min_rows
+            self.filler_seq = self.n_seq_max
+            n_ctx = settings.n_ctx + (self.fixed_tokens if self.fixed_shape else 0)
             cparams = llama.llama_context_default_params()
-            cparams.n_ctx = _round_up(max(settings.n_ctx, capacity), 256)
-            cparams.n_batch = cparams.n_ubatch = capacity
-            cparams.n_seq_max = settings.n_seq_max + 1
+            cparams.n_ctx = _round_up(max(n_ctx, capacity), 256)
+            cparams.n_batch = capacity
+            # The device path gives its targets per decode: one micro-batch per decode.
+            ubatch = settings.n_ubatch if self.scoring_path == "host" else 0
+            cparams.n_ubatch = min(ubatch, capacity) if ubatch else capacity
+            cparams.n_seq_max = self.n_seq_max + 1
             cparams.n_outputs_max = self.max_outputs + settings.min_rows
             cparams.n_outputs_max_per_seq = 0
             cparams.n_threads = cparams.n_threads_batch = self.n_threads
@@ -259,7 +400,15 @@ class LlamaEngine:
             self._ctx = ctx
             self.n_ctx = int(llama.llama_n_ctx(ctx))
             self._mem = llama.llama_get_memory(ctx)
-            self._batch = _Batch(capacity)
+            self._batches = (_Batch(capacity), _Batch(capacity))
+            self._turn = 0
+            if self.scoring_path == "device":
+                try:
+                    self._device = device_logprobs.DeviceReducer(llama, ctx, self.n_seq_max + 1)
+                except RuntimeError as exc:
+                    raise ScoringPathError(
+                        f"{gguf_path}: {exc}; use scoring_path = 'host' for this student"
+                    ) from exc
             self._pool = ThreadPoolExecutor(self.n_threads, thread_name_prefix="srt-logsoftmax")
         except BaseException:
             self.close()
@@ -320,6 +469,9 @@ class LlamaEngine:
         `on_done(i, value)` is called as each job finishes. With read_logits=False the same decodes
         run with the same logits requested and nothing is read (the benchmark's limit); the sums
         are then 0.0. A pack whose decode fails is retried one job at a time.
+
+        Packs are pipelined: the next pack's batch is filled while the device computes the last
+        one (llama_decode returns once a GPU graph is queued; reading its outputs waits for it).
         """
         results: list[float | None] = [None] * len(jobs)
 
@@ -328,15 +480,56 @@ class LlamaEngine:
             if on_done is not None:
                 on_done(i, value)
 
+        pending: _Flight | None = None
         for pack in self._plan(jobs):
-            ok = self._decode(jobs, pack, finish, read_logits)
-            if not ok and len(pack) > 1:
-                for i in pack:
-                    if not self._decode(jobs, [i], finish, read_logits):
-                        finish(i, None)
-            elif not ok:
-                finish(pack[0], None)
+            if len(pack) == 1 and not self.fits(jobs[pack[0]]):
+                self._land(jobs, pending, finish, read_logits)
+                pending = None
+                if not self._decode(jobs, pack, finish, read_logits):
+                    finish(pack[0], None)
+                continue
+            filled = self._fill(jobs, [(i, 0, jobs[i].n_decoded) for i in pack])
+            self._land(jobs, pending, finish, read_logits)
+            pending = None
+            llama = self._llama
+            llama.llama_memory_clear(self._mem, True)
+            if self._launch(filled):
+                pending = _Flight(pack, filled)
+            else:
+                llama.llama_memory_clear(self._mem, True)
+                self._retry_alone(jobs, pack, finish, read_logits)
+        self._land(jobs, pending, finish, read_logits)
         return results
+
+    def _land(
+        self,
+        jobs: Sequence[Job],
+        flight: _Flight | None,
+        finish: Callable[[int, float | None], None],
+        read_logits: bool,
+    ) -> None:
+        """Read a launched pack's rows (waiting for the device) and finish its jobs."""
+        if flight is None:
+            return
+        sums = dict.fromkeys(flight.pack, 0.0)
+        ok = self._collect(flight.filled, sums, read_logits)
+        self._llama.llama_memory_clear(self._mem, True)
+        if not ok:
+            self._retry_alone(jobs, flight.pack, finish, read_logits)
+            return
+        for i in flight.pack:
+            finish(i, sums[i])
+
+    def _retry_alone(
+        self,
+        jobs: Sequence[Job],
+        pack: list[int],
+        finish: Callable[[int, float | None], None],
+        read_logits: bool,
+    ) -> None:
+        for i in pack:
+            if not self._decode(jobs, [i], finish, read_logits):
+                finish(i, None)
 
     def fits(self, job: Job) -> bool:
         """Whether a job goes whole into one decode (else it is decoded alone, in chunks)."""
@@ -350,6 +543,7 @@ class LlamaEngine:
         """
         taken = [False] * len(jobs)
         head = 0
+        align = self.kv_align
         while head < len(jobs):
             if taken[head]:
                 head += 1
@@ -365,11 +559,11 @@ class LlamaEngine:
                 if not taken[i]:
                     seen += 1
                     job = jobs[i]
-                    size = _round_up(job.n_decoded, KV_ALIGN)
+                    size = _round_up(job.n_decoded, align)
                     if (
                         self.fits(job)
-                        and len(pack) < self.settings.n_seq_max
-                        and cells + size <= self.n_batch + KV_ALIGN
+                        and len(pack) < self.n_seq_max
+                        and cells + size <= self.n_batch + align
                         and outputs + job.n_target <= self.max_outputs
                     ):
                         pack.append(i)
@@ -386,13 +580,15 @@ class LlamaEngine:
         finish: Callable[[int, float | None], None],
         read_logits: bool,
     ) -> bool:
-        """Decode a pack (or one oversized job in chunks) and finish its jobs; False on failure."""
+        """Decode a pack (or one oversized job in chunks) now and finish its jobs; False on
+        failure."""
         llama = self._llama
         sums = dict.fromkeys(pack, 0.0)
         llama.llama_memory_clear(self._mem, True)
         try:
             for chunk in self._chunks(jobs, pack):
-                if not self._decode_chunk(jobs, chunk, sums, read_logits):
+                filled = self._fill(jobs, chunk)
+                if not self._launch(filled) or not self._collect(filled, sums, read_logits):
                     return False
         finally:
             llama.llama_memory_clear(self._mem, True)
@@ -419,54 +615,89 @@ class LlamaEngine:
             yield [(i, lo, hi)]
             lo = hi
 
-    def _decode_chunk(
-        self,
-        jobs: Sequence[Job],
-        chunk: list[tuple[int, int, int]],
-        sums: dict[int, float],
-        read_logits: bool,
-    ) -> bool:
-        llama = self._llama
-        batch = self._batch
+    def _fill(self, jobs: Sequence[Job], chunk: list[tuple[int, int, int]]) -> _Filled:
+        """The batch of one decode, its read rows and filler; touches no llama.cpp state."""
+        self._turn ^= 1
+        batch = self._batches[self._turn]
         batch.n = 0
         rows = _Rows()
         filler = 0
+        align = self.kv_align
         for seq, (i, lo, hi) in enumerate(chunk):
             job = jobs[i]
-            gap = -batch.n % KV_ALIGN if lo == 0 else 0
+            gap = -batch.n % align if lo == 0 else 0
             if gap:
                 batch.add(self.filler_seq, [self.bos] * gap, filler, 1 << 30)
                 filler += gap
             rows.add(i, job, batch.n, lo, hi)
             batch.add(seq, job.tokens[lo:hi], lo, job.start - 1)
         n_out = len(rows.batch_index)
-        short = self.settings.min_rows - batch.n
+        min_rows = self.settings.min_rows
+        # A fixed shape: every decode has the same tokens and output rows, so the backend picks
+        # the same kernels and splits whatever the pack (see the module's docstring).
+        want_tokens = self.fixed_tokens if self.fixed_shape else min_rows
+        want_rows = self.max_outputs if self.fixed_shape else min_rows
+        short = want_tokens - batch.n
         if short > 0:
             batch.add(self.filler_seq, [self.bos] * short, filler, 1 << 30)
             filler += short
-        if 0 < n_out < self.settings.min_rows:
-            spare = np.flatnonzero(batch.logits[: batch.n] == 0)[: self.settings.min_rows - n_out]
+        if 0 < n_out < want_rows:
+            spare = np.flatnonzero(batch.logits[: batch.n] == 0)[: want_rows - n_out]
             batch.logits[spare] = 1
         batch.struct.n_tokens = batch.n
+        filled = _Filled(batch, rows, filler, n_out)
+        if self._device is not None:
+            out_index = np.flatnonzero(batch.logits[: batch.n])
+            by_index = np.zeros(batch.n, dtype=np.int32)
+            by_index[rows.batch_index] = rows.targets
+            filled.out_index = out_index
+            filled.out_targets = by_index[out_index]
+            filled.positions = np.searchsorted(out_index, rows.batch_index)
+        return filled
+
+    def _launch(self, filled: _Filled) -> bool:
+        """Start one decode; False (with `last_error`) if llama.cpp refused it."""
+        llama = self._llama
+        batch = filled.batch
+        if self._device is not None:
+            self._device.prepare(filled.out_targets)
         started = time.perf_counter()
         rc = llama.llama_decode(self._ctx, batch.struct)
         self.stats.decode_s += time.perf_counter() - started
         self.stats.decodes += 1
-        self.stats.tokens += batch.n - filler
-        self.stats.filler += filler
-        self.stats.outputs += n_out
+        self.stats.tokens += batch.n - filled.filler
+        self.stats.filler += filled.filler
+        self.stats.outputs += filled.n_out
         if rc != 0:
             self.stats.failures += 1
             said = "; ".join(recent_errors) or "no message"
             self.last_error = f"llama_decode returned {rc} ({said})"
             recent_errors.clear()
             return False
-        if filler:
-            llama.llama_memory_seq_rm(self._mem, self.filler_seq, -1, -1)
-        if read_logits and n_out:
-            logp = self._read(rows)
-            for i, value in zip(rows.jobs, logp.tolist(), strict=True):
-                sums[i] += value
+        return True
+
+    def _collect(self, filled: _Filled, sums: dict[int, float], read_logits: bool) -> bool:
+        """Add a launched decode's log-probabilities to `sums`; False if they cannot be read."""
+        llama = self._llama
+        rows = filled.rows
+        try:
+            if read_logits and filled.n_out:
+                if self._device is not None:
+                    values = self._device.read(filled.out_index)
+                    logp = values[filled.positions]
+                else:
+                    logp = self._read(rows)
+                for i, value in zip(rows.jobs, logp.tolist(), strict=True):
+                    sums[i] += value
+            else:
+                llama.llama_synchronize(self._ctx)
+        except RuntimeError as exc:
+            self.stats.failures += 1
+            self.last_error = str(exc)
+            return False
+        finally:
+            if filled.filler:
+                llama.llama_memory_seq_rm(self._mem, self.filler_seq, -1, -1)
         return True
 
     def _read(self, rows: _Rows) -> npt.NDArray[np.float64]:
@@ -503,12 +734,37 @@ class LlamaEngine:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._device is not None and self._ctx:
+            self._device.close()
+            self._device = None
         if self._ctx:
             llama.llama_free(self._ctx)
             self._ctx = None
         if self._model:
             llama.llama_model_free(self._model)
             self._model = None
+
+
+@dataclass
+class _Filled:
+    """One decode, filled and ready: its batch, the rows it reads and how much is filler."""
+
+    batch: _Batch
+    rows: _Rows
+    filler: int
+    n_out: int
+    # The device path's: output rows in batch order, their targets, each read row's output row.
+    out_index: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    out_targets: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, np.int32))
+    positions: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+@dataclass
+class _Flight:
+    """A pack whose decode was launched and whose rows are not read yet."""
+
+    pack: list[int]
+    filled: _Filled
 
 
 def _round_up(n: int, multiple: int) -> int:

@@ -303,4 +303,44 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE runs ADD COLUMN owner_host VARCHAR;
         """,
     ),
+    (
+        "m006_i12gpu_score_path",
+        # The scoring path (host or device reduction) joins the scores' key, so scores of the two
+        # never mix. DuckDB cannot change a primary key in place: a new table takes the rows.
+        """
+        CREATE TABLE scores_by_path (
+            student_sha256  VARCHAR NOT NULL,
+            template        VARCHAR NOT NULL,
+            max_tokens      INTEGER NOT NULL,
+            pair_hash       VARCHAR NOT NULL,
+            student_name    VARCHAR NOT NULL,
+            status          VARCHAR NOT NULL,
+            detail          VARCHAR,
+            loss_y_given_x  DOUBLE,
+            loss_y          DOUBLE,
+            loss_x_given_y  DOUBLE,
+            loss_x          DOUBLE,
+            n_y_tokens      INTEGER,
+            n_x_tokens      INTEGER,
+            ifd_ppl         DOUBLE,
+            rifd_ppl        DOUBLE,
+            ifd_loss        DOUBLE,
+            rifd_loss       DOUBLE,
+            scored_at       TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            score_path      VARCHAR NOT NULL DEFAULT 'host',
+            PRIMARY KEY (student_sha256, template, max_tokens, score_path, pair_hash)
+        );
+        INSERT INTO scores_by_path (
+            student_sha256, template, max_tokens, pair_hash, student_name, status, detail,
+            loss_y_given_x, loss_y, loss_x_given_y, loss_x, n_y_tokens, n_x_tokens,
+            ifd_ppl, rifd_ppl, ifd_loss, rifd_loss, scored_at, score_path
+        )
+        SELECT student_sha256, template, max_tokens, pair_hash, student_name, status, detail,
+               loss_y_given_x, loss_y, loss_x_given_y, loss_x, n_y_tokens, n_x_tokens,
+               ifd_ppl, rifd_ppl, ifd_loss, rifd_loss, scored_at, 'host'
+        FROM scores;
+        DROP TABLE scores;
+        ALTER TABLE scores_by_path RENAME TO scores;
+        """,
+    ),
 ]

@@ -29,6 +29,13 @@ KEPT_SQL = (
     "EXISTS (SELECT 1 FROM kept_samples k WHERE k.run_id = d.run_id AND k.sample_id = d.sample_id)"
 )
 
+# The scores table holds one row per pair and scoring path (host or device reduction); a pair
+# scored on both shows the host's (the CPU reference).
+ONE_SCORE = (
+    "(SELECT DISTINCT ON (student_sha256, template, max_tokens, pair_hash) * FROM scores "
+    "ORDER BY student_sha256, template, max_tokens, pair_hash, score_path = 'host' DESC)"
+)
+
 # Sort keys the Browse view offers, and the SQL each one orders by.
 # "sample" is dataset order: an import inserts a dataset's samples in position order, so their ids
 # follow it, and the page's order needs no join with the samples' texts.
@@ -193,7 +200,7 @@ def sample_detail(store: Store, run_id: int, sample_id: int) -> SampleDetail:
     for v in store.query_dicts(
         "SELECT v.kind, v.instruction, v.input, v.output, v.critique, "
         "sc.ifd_ppl, sc.rifd_ppl, sc.status "
-        "FROM versions v LEFT JOIN scores sc ON sc.pair_hash = v.pair_hash "
+        f"FROM versions v LEFT JOIN {ONE_SCORE} sc ON sc.pair_hash = v.pair_hash "
         "AND sc.student_sha256 = ? AND sc.template = ? AND sc.max_tokens = ? "
         "WHERE v.sample_id = ? AND (v.kind = ? OR v.teacher_key = ?)",
         [
@@ -219,7 +226,7 @@ def sample_detail(store: Store, run_id: int, sample_id: int) -> SampleDetail:
         # The pipeline stores no 'ori' version row; the original pair is the sample itself.
         s = store.query_dicts(
             "SELECT s.instruction, s.input, s.output, sc.ifd_ppl, sc.rifd_ppl, sc.status "
-            "FROM samples s LEFT JOIN scores sc ON sc.pair_hash = s.pair_hash "
+            f"FROM samples s LEFT JOIN {ONE_SCORE} sc ON sc.pair_hash = s.pair_hash "
             "AND sc.student_sha256 = ? AND sc.template = ? AND sc.max_tokens = ? "
             "WHERE s.sample_id = ?",
             [d["student_sha256"], d["template"], d["max_tokens"], sample_id],

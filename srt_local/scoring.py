@@ -1,7 +1,9 @@
-"""The score cache: a pair is scored once per (student file, template, truncation), across runs.
+"""The score cache: a pair is scored once per (student file, template, truncation, scoring path),
+across runs.
 
 Scores live in the store's `scores` table, keyed by (student_sha256, template, max_tokens,
-pair_hash). `score_cached` answers hits from the table, scores only the misses (each distinct pair
+score_path, pair_hash): the host and the device reduction round differently, so their scores never
+mix. `score_cached` answers hits from the table, scores only the misses (each distinct pair
 once) and writes them chunk by chunk, one transaction each, so an interrupted run keeps what it
 scored. A decode error is not stored: it may not happen again.
 """
@@ -34,6 +36,8 @@ class ScoreKey(Protocol):
     def template(self) -> str: ...
     @property
     def max_tokens(self) -> int: ...
+    @property
+    def score_path(self) -> str: ...
 
 
 def score_from_row(row: Mapping[str, Any]) -> PairScore:
@@ -51,8 +55,14 @@ def lookup_scores(store: Store, student: ScoreKey, hashes: Sequence[str]) -> dic
     for k in range(0, len(hashes), _LOOKUP):
         rows = store.query_dicts(
             f"SELECT pair_hash, {columns} FROM scores WHERE student_sha256 = ? AND template = ? "
-            "AND max_tokens = ? AND pair_hash IN (SELECT unnest(?::VARCHAR[]))",
-            [student.sha256, student.template, student.max_tokens, list(hashes[k : k + _LOOKUP])],
+            "AND max_tokens = ? AND score_path = ? AND pair_hash IN (SELECT unnest(?::VARCHAR[]))",
+            [
+                student.sha256,
+                student.template,
+                student.max_tokens,
+                student.score_path,
+                list(hashes[k : k + _LOOKUP]),
+            ],
         )
         for row in rows:
             found[row["pair_hash"]] = score_from_row(row)
@@ -61,7 +71,7 @@ def lookup_scores(store: Store, student: ScoreKey, hashes: Sequence[str]) -> dic
 
 def store_scores(store: Store, student: ScoreKey, scored: Sequence[tuple[str, PairScore]]) -> None:
     """Insert scores in one transaction; a key already present is left as it is."""
-    key = [student.sha256, student.template, student.max_tokens]
+    key = [student.sha256, student.template, student.max_tokens, student.score_path]
     rows = [
         [*key, pair_hash, student.name, *astuple(score)]
         for pair_hash, score in scored
@@ -69,11 +79,16 @@ def store_scores(store: Store, student: ScoreKey, scored: Sequence[tuple[str, Pa
     ]
     if not rows:
         return
-    columns = "student_sha256, template, max_tokens, pair_hash, student_name, " + ", ".join(
-        SCORE_COLUMNS
+    columns = "student_sha256, template, max_tokens, score_path, pair_hash, student_name, " + (
+        ", ".join(SCORE_COLUMNS)
     )
-    marks = ", ".join("?" * (5 + len(SCORE_COLUMNS)))
-    store.executemany(f"INSERT OR IGNORE INTO scores ({columns}) VALUES ({marks})", rows)
+    marks = "(" + ", ".join("?" * (6 + len(SCORE_COLUMNS))) + ")"
+    # One statement for the chunk: DuckDB's executemany runs one statement per row, about 30 ms
+    # each, which was most of the time `srt score` spent outside llama.cpp on small inputs.
+    values = ", ".join([marks] * len(rows))
+    params = [value for row in rows for value in row]
+    with store.transaction() as con:
+        con.execute(f"INSERT OR IGNORE INTO scores ({columns}) VALUES {values}", params)
 
 
 def score_cached(

@@ -139,14 +139,31 @@ class Student:
         self.engine = engine
         self.conditioning = conditioning
         self.boundary_fallbacks = 0
+        # Part of the scores' cache key: "host" or "device" (where log p(target) was reduced).
+        self.score_path = engine.scoring_path
         self._lock = threading.Lock()
 
     @classmethod
     def load(cls, spec: StudentSpec, settings: EngineSettings | None = None) -> Student:
-        """Resolve and hash the GGUF, load it (all layers on the GPU when the build has one)."""
+        """Resolve and hash the GGUF, load it (all layers on the GPU when the build has one).
+
+        The spec's engine keys that are set (not 0 / "auto") win over `settings`."""
         path = resolve_gguf(spec.path, spec.package)
         sha = file_sha256(path)
         base = settings or EngineSettings()
+        chosen = {
+            key: getattr(spec, key)
+            for key in (
+                "n_batch",
+                "n_ubatch",
+                "n_seq_max",
+                "rows_per_decode",
+                "kv_align",
+                "scoring_path",
+                "fixed_shape",
+            )
+            if getattr(spec, key) not in (0, "auto")
+        }
         engine = LlamaEngine(
             path,
             replace(
@@ -154,6 +171,7 @@ class Student:
                 n_ctx=spec.max_tokens,
                 n_threads=spec.n_threads,
                 n_gpu_layers=spec.n_gpu_layers,
+                **chosen,
             ),
         )
         try:

@@ -64,6 +64,7 @@ class ScoreKey:
     sha256: str
     template: str
     max_tokens: int
+    score_path: str  # host or device reduction: scores of the two never mix
 
 
 class StudentWorker:
@@ -84,7 +85,7 @@ class StudentWorker:
 
     def key(self) -> ScoreKey:
         s = self.student
-        return ScoreKey(s.name, s.sha256, s.template, s.max_tokens)
+        return ScoreKey(s.name, s.sha256, s.template, s.max_tokens, s.score_path)
 
     def score(self, pairs: list[Pair]) -> tuple[list[PairScore], int]:
         """The pairs' scores in order, and the target tokens scored."""
