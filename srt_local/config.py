@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from srt_local.teachers.registry import BACKENDS as REGISTERED
 TEMPLATES = ("vicuna", "alpaca", "wizardlm", "none", "chat")
 BACKENDS = tuple(REGISTERED)
 OUTPUT_MODES = ("markers", "json")
+BOS_RULES = ("gguf", "always")
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 
 
@@ -38,6 +39,9 @@ class StudentSpec:
     max_tokens: int = 2048
     n_gpu_layers: int = -1
     n_threads: int = 0
+    # "gguf": start texts with BOS only where the GGUF's tokenizer.ggml.add_bos_token says so, as
+    # the model's own (HF) tokenizer does; "always": every text starts with BOS (srt-local <= 0.1).
+    bos: str = "gguf"
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,13 @@ class TeacherSpec:
     max_attempts: int = 3
     n_gpu_layers: int = -1
     n_threads: int = 0
+    prompts: str = "srt"  # the prompt set (srt_local/prompts.py)
+    # Set by the run's profile, not models.toml: "warmer" re-asks at temperature >= 0.7 with a new
+    # seed; "greedy" re-asks with the same options, as the reference does.
+    reask: str = "warmer"
+    # "fit": cut the original response to fit num_ctx; "reference": the reference's character cut
+    # to 2048 tokens of instruction+input+response, then the reply budget shrinks to fit.
+    trim: str = "fit"
 
     @property
     def resolved_host(self) -> str:
@@ -110,6 +121,22 @@ class ModelsConfig:
             return self.teachers[name]
         known = ", ".join(["auto", *sorted(self.teachers)])
         raise ConfigError(f"unknown teacher {name!r} (known: {known})")
+
+
+def for_run(config: ModelsConfig, profile: str, prompts: str | None) -> ModelsConfig:
+    """The config a run's teacher is opened from: every teacher with the run's prompt set (if
+    `--prompts` named one) and, under the `paper` profile, the reference's re-ask (once, greedy)
+    and its trimming of long inputs."""
+    def adjust(spec: TeacherSpec) -> TeacherSpec:
+        changes: dict[str, Any] = {}
+        if prompts:
+            changes["prompts"] = prompts
+        if profile == "paper":
+            changes.update(max_attempts=2, reask="greedy", trim="reference")
+        return replace(spec, **changes) if changes else spec
+
+    teachers = {name: adjust(spec) for name, spec in config.teachers.items()}
+    return replace(config, teachers=teachers)
 
 
 # ---------------------------------------------------------------- validation helpers
@@ -207,6 +234,7 @@ def _parse_student(name: str, data: Mapping[str, Any], file: Path) -> StudentSpe
         n_threads=t.check(
             "n_threads", t.get("n_threads", int, 0), lambda v: v >= 0, "0 (auto) or a count"
         ),
+        bos=t.check("bos", t.get("bos", str, "gguf"), BOS_RULES.__contains__, "gguf or always"),
     )
     t.reject_unknown()
     return spec
@@ -280,6 +308,12 @@ def _parse_teacher(name: str, data: Mapping[str, Any], file: Path) -> TeacherSpe
         ),
         n_threads=t.check(
             "n_threads", t.get("n_threads", int, 0), lambda v: v >= 0, "0 (auto) or a count"
+        ),
+        prompts=t.check(
+            "prompts",
+            t.get("prompts", str, "srt"),
+            lambda v: bool(v.strip()),
+            "the name of a prompt set (`srt prompts list`)",
         ),
     )
     if isinstance(spec.keep_alive, int):

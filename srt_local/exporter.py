@@ -5,11 +5,14 @@ of kept, overrides applied) with the texts of each final version, in dataset ord
 The optional final cut of METHOD.md keeps, among the rows with IFD < 1, the k with the highest IFD,
 written in that rank order (IFD descending, ties by dataset order). `top_fraction` F keeps
 ceil(F x n) rows, n being the size of the selection, so a small fraction never rounds to nothing.
+A run of the `paper` profile follows the reference instead (`top_k_rule`): floor(F x n) rows,
+among those with IFD <= 1.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from srt_local.formats import (
     write_dataset,
 )
 from srt_local.pairs import Pair
+from srt_local.run.vocabulary import Profile
 from srt_local.store import Store
 
 
@@ -55,8 +59,10 @@ def select_rows(
         raise ExportError(f"--top-k must be at least 1, got {top_k}")
     if top_fraction is not None and not 0 < top_fraction <= 1:
         raise ExportError(f"--top-fraction must be in (0, 1], got {top_fraction}")
-    if not store.query("SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
+    found = store.query("SELECT profile FROM runs WHERE run_id = ?", [run_id])
+    if not found:
         raise ExportError(f"no run {run_id}; {_runs_hint(store)}")
+    profile = Profile(found[0][0] or Profile.DEFAULT)
     rows = [
         ExportRow(Pair(instruction, input_, output), ifd, rifd)
         for instruction, input_, output, ifd, rifd in store.query(
@@ -67,11 +73,26 @@ def select_rows(
     ]
     if top_k is None and top_fraction is None:
         return rows, len(rows)
-    # The small epsilon keeps float noise (0.1 * 30 = 3.0000000000000004) from adding a row.
-    k = top_k if top_k is not None else math.ceil((top_fraction or 0) * len(rows) - 1e-9)
-    eligible = [(i, r) for i, r in enumerate(rows) if r.ifd_ppl is not None and r.ifd_ppl < 1]
+    k, eligible_ifd = top_k_rule(profile, len(rows), top_k, top_fraction)
+    eligible = [(i, r) for i, r in enumerate(rows) if r.ifd_ppl is not None and eligible_ifd(r.ifd_ppl)]
     eligible.sort(key=lambda item: (-(item[1].ifd_ppl or 0.0), item[0]))
     return [r for _, r in eligible[:k]], len(rows)
+
+
+def top_k_rule(
+    profile: Profile, n: int, top_k: int | None, top_fraction: float | None
+) -> tuple[int, Callable[[float], bool]]:
+    """How many rows the final cut keeps out of `n`, and which IFDs may be kept.
+
+    `default` rounds a fraction up (a small one never keeps nothing) and keeps IFD < 1, as the
+    decision rule does; `paper` floors, as the reference's `int(F * n)`, and keeps IFD <= 1.
+    """
+    # The small epsilon keeps float noise (0.1 * 30 = 3.0000000000000004) from moving a row.
+    if profile is Profile.PAPER:
+        k = top_k if top_k is not None else math.floor((top_fraction or 0) * n + 1e-9)
+        return k, lambda ifd: ifd <= 1
+    k = top_k if top_k is not None else math.ceil((top_fraction or 0) * n - 1e-9)
+    return k, lambda ifd: ifd < 1
 
 
 def export_run(

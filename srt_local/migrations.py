@@ -202,4 +202,13 @@ MIGRATIONS: list[tuple[str, str]] = [
              AND v.teacher_key = CASE WHEN d.final_kind = 'ori' THEN '' ELSE r.teacher_key END;
         """,
     ),
+    (
+        "m003_i11fidelity_profile",
+        """
+        -- The profile a run follows (default | paper): part of what names a run, since the two
+        -- decide unscorable samples and top-k cuts differently. Earlier runs were `default`.
+        ALTER TABLE runs ADD COLUMN profile VARCHAR DEFAULT 'default';
+        UPDATE runs SET profile = 'default' WHERE profile IS NULL;
+        """,
+    ),
 ]

@@ -113,6 +113,20 @@ def print_summary(summary: RunSummary, store: Store) -> None:
     help="Reflect the responses of both branches (A and QA), so later students need no "
     "teacher call at all.",
 )
+@click.option(
+    "--profile",
+    type=click.Choice(["default", "paper"]),
+    default="default",
+    show_default=True,
+    help="paper: follow the reference code in every rule (merge stage, greedy re-ask once, "
+    "unscorable originals never kept, its trimming); see the README's Fidelity section.",
+)
+@click.option(
+    "--prompts",
+    "prompt_set",
+    default=None,
+    help="A prompt set for the teacher (`srt prompts list`); default: each teacher's own.",
+)
 @db_option
 def run(
     dataset: str,
@@ -122,6 +136,8 @@ def run(
     concurrency: int | None,
     emit_unreflected: bool,
     full_grid: bool,
+    profile: str,
+    prompt_set: str | None,
     db_path: Path | None,
 ) -> None:
     """Run Selective Reflection-Tuning on an imported DATASET; the same command again resumes.
@@ -139,6 +155,8 @@ def run(
         concurrency=concurrency,
         emit_unreflected=emit_unreflected,
         full_grid=full_grid,
+        profile=profile,
+        prompts=prompt_set,
     )
     with Store.open(db_path) as store:
         summary = execute(store, options)

@@ -30,7 +30,8 @@ from srt_local.run.context import (
 from srt_local.run.method import Reflections, Unavailable, process_sample
 from srt_local.run.progress import ProgressTracker, RunProgress
 from srt_local.run.repository import RunRepository, RunRow, RunSettings
-from srt_local.run.vocabulary import RunStatus, Stage
+from srt_local.prompts import load_prompt_set
+from srt_local.run.vocabulary import Profile, RunStatus, Stage
 from srt_local.store import Store
 
 STOP_POLL = 0.1  # seconds between two looks at the stop event
@@ -45,6 +46,8 @@ class RunOptions:
     concurrency: int | None = None
     emit_unreflected: bool = False
     full_grid: bool = False
+    profile: str = "default"  # default | paper (vocabulary.Profile)
+    prompts: str | None = None  # a prompt set for every teacher of the run (`srt prompts`)
 
 
 @dataclass
@@ -79,7 +82,11 @@ def prepare_run(store: Store, options: RunOptions, config: ModelsConfig) -> int:
         sample_limit=options.limit,
         emit_unreflected=options.emit_unreflected,
         full_grid=options.full_grid,
+        profile=Profile(options.profile),
+        prompt_set=options.prompts,
     )
+    if options.prompts:
+        load_prompt_set(options.prompts)  # fail early on an unknown or broken set
     if options.teacher != "auto":
         config.teacher(options.teacher)  # fail early on an unknown name
     found = repo.find_run(settings)

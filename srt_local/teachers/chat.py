@@ -4,7 +4,8 @@ A backend implements `_send`: one request, returning a Generation (a reply, or a
 whether it is worth retrying). This module owns the two retry budgets:
 - a reply that does not parse is asked again, up to `max_attempts` replies, with a new seed and
   (when the configured temperature is 0) a warmer temperature, since greedy decoding would repeat
-  the same text whatever the seed;
+  the same text whatever the seed (the `paper` profile re-asks once with the same options, as the
+  reference does);
 - a request that failed in transit (timeout, 5xx, queue full, stream cut) is sent again after an
   exponential back-off with jitter, up to `RetryPolicy.transport_retries` times per reflection.
 """
@@ -22,12 +23,24 @@ from typing import Any, ClassVar
 
 from srt_local.config import TeacherSpec
 from srt_local.pairs import Pair
+from srt_local.merge import parse_merge_reply
 from srt_local.parsing import parse_reply
-from srt_local.prompts import Prompt, build_prompt, prompt_versions
+from srt_local.prompts import (
+    Prompt,
+    PromptSet,
+    build_prompt,
+    estimate_tokens,
+    load_prompt_set,
+    prompt_versions,
+)
+from srt_local.run.vocabulary import Outcome
+from srt_local.teacher_fit import TooLong, fit_request
 from srt_local.teachers.base import ReflectResult, TeacherCall, TeacherError
 
 # A retry after an unparsable reply at temperature 0 needs some randomness to differ.
 RETRY_TEMPERATURE = 0.7
+# Errors that say the request can never fit the model's context: final, not retried.
+TOO_LONG_ERRORS = frozenset({"prompt_too_long", "context_full"})
 
 
 @dataclass(frozen=True)
@@ -91,7 +104,10 @@ class ChatTeacher(ABC):
         self.retry = retry or RetryPolicy()
         self.base_options = {**self.default_options, **spec.options.as_dict()}
         self.schema_chars = self.json_budget(self.base_options)
-        self.key = teacher_key(self.backend, model, model_digest, spec, self.base_options)
+        self.prompt_set = load_prompt_set(spec.prompts)
+        self.key = teacher_key(
+            self.backend, model, model_digest, spec, self.base_options, self.prompt_set
+        )
 
     @abstractmethod
     async def _send(self, prompt: Prompt, options: dict[str, Any]) -> Generation:
@@ -105,10 +121,18 @@ class ChatTeacher(ABC):
         """The total length json-mode strings are held to (None: unbounded)."""
         return None
 
+    async def count_messages(self, messages: list[dict[str, str]]) -> int:
+        """The prompt's tokens; a backend with the model's tokenizer at hand counts exactly."""
+        return estimate_tokens(messages)
+
+    async def count_text(self, text: str) -> int:
+        """A text's tokens (no chat template)."""
+        return max(0, estimate_tokens([{"content": text}]) - 4)
+
     def options_for(self, reask: int) -> dict[str, Any]:
         """The options of the request after `reask` unparsable replies."""
         options = dict(self.base_options)
-        if reask:
+        if reask and self.spec.reask == "warmer":
             options["seed"] = options.get("seed", 0) + reask
             options["temperature"] = max(float(options.get("temperature", 0.0)), RETRY_TEMPERATURE)
         return options
@@ -118,18 +142,44 @@ class ChatTeacher(ABC):
 
         Raises TeacherError (carrying the calls made) when the teacher cannot go on at all.
         """
-        prompt = build_prompt(stage, pair, self.output_mode, self.schema_chars)
         result = ReflectResult()
+        fitted = await fit_request(
+            lambda p: build_prompt(stage, p, self.output_mode, self.schema_chars, self.prompt_set),
+            pair,
+            self.count_messages,
+            self.count_text,
+            int(self.base_options.get("num_ctx", 8192)),
+            int(self.base_options.get("num_predict", 2048)),
+            self.spec.trim,
+        )
+        if isinstance(fitted, TooLong):
+            # Never sent: recorded as a call so the reason is kept with the sample.
+            prompt = build_prompt(stage, pair, self.output_mode, self.schema_chars, self.prompt_set)
+            now = datetime.now(UTC)
+            gen = Generation(error_kind="prompt_too_long", error_message=fitted.reason)
+            call = self._call(prompt, dict(self.base_options), gen, 1, now, now)
+            call.outcome = Outcome.TOO_LONG
+            result.calls.append(call)
+            result.outcome = Outcome.TOO_LONG
+            return result
+        prompt = fitted.prompt
         reasks = 0
         resends = 0
         while True:
             options = self.options_for(reasks)
+            options["num_predict"] = fitted.num_predict
             asked = datetime.now(UTC)
             gen = await self._send(prompt, options)
             finished = datetime.now(UTC)
             started = gen.started_at or asked
             call = self._call(prompt, options, gen, len(result.calls) + 1, started, finished)
+            if fitted.note:
+                call.options = {**options, "srt_trimmed": fitted.note}
+                call.prompt_truncated = True
             result.calls.append(call)
+            if gen.error_kind in TOO_LONG_ERRORS:
+                call.outcome = result.outcome = Outcome.TOO_LONG
+                return result
             if gen.error_kind is not None:
                 result.outcome = "error"
                 if gen.retryable and resends < self.retry.transport_retries:
@@ -139,7 +189,14 @@ class ChatTeacher(ABC):
                 if gen.fatal:
                     raise TeacherError(gen.fatal, result.calls)
                 return result
-            parsed = parse_reply(stage, self.output_mode, gen.text, pair, hit_limit=gen.hit_limit)
+            if stage == "merge":
+                parsed = parse_merge_reply(
+                    self.output_mode, gen.text, pair, hit_limit=gen.hit_limit
+                )
+            else:
+                parsed = parse_reply(
+                    stage, self.output_mode, gen.text, pair, hit_limit=gen.hit_limit
+                )
             call.outcome = parsed.outcome
             call.reflection = parsed.reflection
             call.error_message = parsed.detail
@@ -191,18 +248,29 @@ class ChatTeacher(ABC):
 
 
 def teacher_key(
-    backend: str, model: str, digest: str | None, spec: TeacherSpec, options: dict[str, Any]
+    backend: str,
+    model: str,
+    digest: str | None,
+    spec: TeacherSpec,
+    options: dict[str, Any],
+    prompt_set: PromptSet | None = None,
 ) -> str:
     """A readable, stable fingerprint of everything that shapes the replies: backend, model and its
-    digest, prompt versions, output mode and options (not timeouts, concurrency or retries, so
-    raising max_attempts to retry failures keeps the replies already made)."""
-    identity = {
+    digest, the prompt set's versions (its content hash), output mode and options (not timeouts,
+    concurrency or retries, so raising max_attempts to retry failures keeps the replies already
+    made). The paper profile's greedy re-asks and reference trimming make other replies, so they
+    are part of it too (absent at their defaults, which keeps the default profile's keys)."""
+    identity: dict[str, Any] = {
         "backend": backend,
         "model": model,
         "digest": digest,
         "output": spec.output,
-        "prompts": list(prompt_versions(spec.output)),
+        "prompts": list(prompt_versions(spec.output, prompt_set)),
         "options": options,
     }
+    if spec.reask != "warmer":
+        identity["reask"] = spec.reask
+    if spec.trim != "fit":
+        identity["trim"] = spec.trim
     blob = json.dumps(identity, sort_keys=True).encode()
     return f"{backend}/{model}/{hashlib.sha256(blob).hexdigest()[:12]}"

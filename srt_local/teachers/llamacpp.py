@@ -61,6 +61,26 @@ class LlamaCppTeacher(ChatTeacher):
         closes its JSON within num_predict, where an unbounded string could run on."""
         return max(64, 3 * (int(options["num_predict"]) - 32))
 
+    async def count_messages(self, messages: list[dict[str, str]]) -> int:
+        """Exact: the GGUF's template and tokenizer (an estimate if the GGUF has no template)."""
+        counted = await asyncio.to_thread(self._locked_count, messages)
+        return counted if counted is not None else await super().count_messages(messages)
+
+    async def count_text(self, text: str) -> int:
+        def count() -> int:
+            with self._lock:
+                if self._llama is None:
+                    raise TeacherError(f"the embedded teacher {self.name!r} is closed")
+                return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False))
+
+        return await asyncio.to_thread(count)
+
+    def _locked_count(self, messages: list[dict[str, str]]) -> int | None:
+        with self._lock:
+            if self._llama is None:
+                raise TeacherError(f"the embedded teacher {self.name!r} is closed")
+            return self._count_prompt(self._llama, messages)
+
     async def aclose(self) -> None:
         # In a thread: closing waits (on the lock) for a generation in progress to end.
         await asyncio.to_thread(self._close)
