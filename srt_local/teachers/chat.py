@@ -31,7 +31,6 @@ from srt_local.prompts import (
     build_prompt,
     estimate_tokens,
     load_prompt_set,
-    prompt_versions,
 )
 from srt_local.run.vocabulary import Outcome
 from srt_local.teacher_fit import TooLong, fit_request
@@ -265,7 +264,8 @@ def teacher_key(
         "model": model,
         "digest": digest,
         "output": spec.output,
-        "prompts": list(prompt_versions(spec.output, prompt_set)),
+        # The set's content hash, not its name: a renamed, unchanged copy keeps the replies.
+        "prompts": (prompt_set or load_prompt_set(spec.prompts)).digest,
         "options": options,
     }
     if spec.reask != "warmer":
