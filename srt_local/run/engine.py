@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from srt_local.bos import score_key, student_uses_bos
 from srt_local.config import ModelsConfig
 from srt_local.model_files import file_sha256, resolve_gguf
 from srt_local.pairs import Pair
@@ -72,12 +73,14 @@ def prepare_run(store: Store, options: RunOptions, config: ModelsConfig) -> int:
     """The run for these settings: the latest one not cancelled (to resume), else a new one."""
     repo = RunRepository(store)
     spec = config.student(options.student or config.defaults.student)
+    gguf = resolve_gguf(spec.path, spec.package)
     settings = RunSettings(
         dataset_id=repo.find_dataset(options.dataset),
         teacher_name=options.teacher,
         student_name=spec.name,
-        student_sha256=file_sha256(resolve_gguf(spec.path, spec.package)),
-        template=spec.template,
+        student_sha256=file_sha256(gguf),
+        # The scores' key: the template, suffixed where texts start without BOS (srt_local.bos).
+        template=score_key(spec.template, student_uses_bos(spec.bos, gguf)),
         max_tokens=spec.max_tokens,
         sample_limit=options.limit,
         emit_unreflected=options.emit_unreflected,
