@@ -13,6 +13,7 @@ from srt_local.config import ModelsConfig, load_models
 from srt_local.importer import import_dataset
 from srt_local.pairs import Pair
 from srt_local.pipeline import RunSummary, run_pipeline
+from srt_local.review import sample_detail
 from srt_local.run.protocols import Reflector, Scorer
 from srt_local.run.repository import RunRepository, RunRow, RunSettings
 from srt_local.run.vocabulary import Kind, Profile, RunStatus
@@ -113,6 +114,14 @@ def test_paper_merges_the_input_and_reflects_the_merged_original(
     )
     assert final == [("ori", "M", m.instruction, "")]
     assert store.query("SELECT profile FROM runs WHERE run_id = ?", [run_id]) == [("paper",)]
+
+    # Browse shows the merged original next to the imported one.
+    sid = store.query("SELECT sample_id FROM samples WHERE input <> ''")[0][0]
+    detail = sample_detail(store, run_id, sid)
+    assert detail.merged is not None and detail.base is detail.merged
+    assert (detail.merged.instruction, detail.merged.input) == (m.instruction, "")
+    assert detail.versions["ori"].input == WITH_INPUT.input
+    assert "M" not in detail.reflected_kinds()
 
 
 def test_default_profile_never_merges(tmp_path: Path, config: ModelsConfig) -> None:

