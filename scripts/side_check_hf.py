@@ -123,15 +123,17 @@ def hf(args: argparse.Namespace) -> None:
         model.eval()
         cache: dict[tuple[str, str], float] = {}
 
-        def loss(prompt: str, target: str) -> float:
-            """Mean NLL of target's tokens after prompt ("" prompt: unconditioned, reference-style)."""
+        def loss(
+            prompt: str, target: str, tok: Any = tok, model: Any = model, cache: Any = cache
+        ) -> float:
+            """Mean NLL of target's tokens after prompt ("" prompt: unconditioned, as the
+            reference scores a text alone: every label on, the first token context without BOS)."""
             key = (prompt, target)
             if key not in cache:
                 whole = tok.encode(prompt + target, return_tensors="pt")
                 labels = whole.clone()
                 if prompt:
-                    start = len(tok.encode(prompt))
-                    labels[0, :start] = -100
+                    labels[0, : len(tok.encode(prompt))] = -100
                 with torch.no_grad():
                     cache[key] = float(model(whole, labels=labels).loss)
             return cache[key]
@@ -192,17 +194,13 @@ def compare(args: argparse.Namespace) -> None:
             profile, rule = run_name.split("/")
             ref = hf_data["students"][name][profile]
             pairs = [
-                (o, h)
-                for o, h in zip(run["rows"], ref["rows"], strict=True)
-                if o["status"] == "ok"
+                (o, h) for o, h in zip(run["rows"], ref["rows"], strict=True) if o["status"] == "ok"
             ]
             cells = []
             for metric in ("ifd", "rifd"):
                 mine = [o[metric] for o, _ in pairs]
                 theirs = [h[metric] for _, h in pairs]
-                rel = statistics.median(
-                    abs(m - t) / t for m, t in zip(mine, theirs, strict=True)
-                )
+                rel = statistics.median(abs(m - t) / t for m, t in zip(mine, theirs, strict=True))
                 cells += [f"{100 * rel:.2f}%", f"{spearman(mine, theirs):.4f}"]
             print(
                 f"| {name} | {profile} | {rule} ({run['key']}) | {len(pairs)} | "

@@ -127,6 +127,7 @@ def for_run(config: ModelsConfig, profile: str, prompts: str | None) -> ModelsCo
     """The config a run's teacher is opened from: every teacher with the run's prompt set (if
     `--prompts` named one) and, under the `paper` profile, the reference's re-ask (once, greedy)
     and its trimming of long inputs."""
+
     def adjust(spec: TeacherSpec) -> TeacherSpec:
         changes: dict[str, Any] = {}
         if prompts:

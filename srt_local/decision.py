@@ -70,7 +70,9 @@ def choose_instruction(
     if q.ok and not ori.ok and profile is Profile.DEFAULT:
         return InstructionChoice(Kind.Q, None, f"original unscorable ({ori.problem}); Q kept")
     if q.ok and not ori.ok:
-        return InstructionChoice(Kind.ORI, None, f"original unscorable ({ori.problem}); Q not taken")
+        return InstructionChoice(
+            Kind.ORI, None, f"original unscorable ({ori.problem}); Q not taken"
+        )
     return InstructionChoice(Kind.ORI, None, f"neither scorable: ori {ori.problem}; Q {q.problem}")
 
 

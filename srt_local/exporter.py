@@ -74,7 +74,9 @@ def select_rows(
     if top_k is None and top_fraction is None:
         return rows, len(rows)
     k, eligible_ifd = top_k_rule(profile, len(rows), top_k, top_fraction)
-    eligible = [(i, r) for i, r in enumerate(rows) if r.ifd_ppl is not None and eligible_ifd(r.ifd_ppl)]
+    eligible = [
+        (i, r) for i, r in enumerate(rows) if r.ifd_ppl is not None and eligible_ifd(r.ifd_ppl)
+    ]
     eligible.sort(key=lambda item: (-(item[1].ifd_ppl or 0.0), item[0]))
     return [r for _, r in eligible[:k]], len(rows)
 

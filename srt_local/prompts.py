@@ -56,6 +56,7 @@ SHARES = {
 # llama.cpp's grammar parser refuses a bounded repetition much longer than this.
 MAX_FIELD_CHARS = 1000
 
+
 class PromptSetError(SrtError, ValueError):
     """A prompt set that cannot be found or used; the message names the file and key."""
 

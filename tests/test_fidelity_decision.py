@@ -24,7 +24,10 @@ STATES: list[tuple[float, float] | None] = [
 
 
 def reference_rule(
-    ori: tuple[float, float], q: tuple[float, float], a: tuple[float, float], qa: tuple[float, float]
+    ori: tuple[float, float],
+    q: tuple[float, float],
+    a: tuple[float, float],
+    qa: tuple[float, float],
 ) -> tuple[str, bool, bool]:
     """(branch, passes, emitted) as the reference's selection script decides, NaN for unscorable."""
     (ori_ifd, ori_rifd), (q_ifd, q_rifd), (a_ifd, a_rifd), (qa_ifd, qa_rifd) = ori, q, a, qa
@@ -78,7 +81,11 @@ def test_default_profile_departs_only_where_a_version_is_unscorable() -> None:
 
 
 def test_an_unscorable_original_with_a_good_q_is_emitted_only_by_default() -> None:
-    ori, q, qa = VersionScore(problem="score truncated_away"), VersionScore(0.9, 0.8), VersionScore(0.9, 0.5)
+    ori, q, qa = (
+        VersionScore(problem="score truncated_away"),
+        VersionScore(0.9, 0.8),
+        VersionScore(0.9, 0.5),
+    )
     for profile, emitted in ((Profile.DEFAULT, True), (Profile.PAPER, False)):
         choice = choose_instruction(ori, q, profile)
         reflected = qa if choice.base is Kind.Q else VersionScore(0.5, 0.5)

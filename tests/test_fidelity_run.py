@@ -148,7 +148,7 @@ def test_a_failed_merge_leaves_the_original_as_base(tmp_path: Path, config: Mode
 
 
 def test_profiles_name_different_runs(tmp_path: Path) -> None:
-    store, repo = make_store(tmp_path, [PLAIN])
+    _store, repo = make_store(tmp_path, [PLAIN])
     default = repo.create_run(settings(repo, Profile.DEFAULT), {"full_grid": False})
     paper = repo.create_run(settings(repo, Profile.PAPER), {"full_grid": False})
     assert repo.find_run(settings(repo, Profile.DEFAULT)) == default

@@ -24,8 +24,12 @@ from srt_local.teachers.ollama import OllamaTeacher
 from tests.fakes import FakeScorer
 
 ORIGINAL = Pair("서울에 대해 알려 주세요.", "", "서울은 한국의 수도입니다.")
-NEW_INSTRUCTION = "서울의 역사, 문화, 경제를 각각 한 단락씩 설명하고, 세 가지가 서로 어떻게 연결되는지 논하세요."
-NEW_ANSWER = "서울은 600년이 넘는 역사를 가진 도시입니다. 조선의 수도였고, 오늘날에는 경제의 중심입니다."
+NEW_INSTRUCTION = (
+    "서울의 역사, 문화, 경제를 각각 한 단락씩 설명하고, 세 가지가 서로 어떻게 연결되는지 논하세요."
+)
+NEW_ANSWER = (
+    "서울은 600년이 넘는 역사를 가진 도시입니다. 조선의 수도였고, 오늘날에는 경제의 중심입니다."
+)
 BETTER = "역사: 조선 왕조의 수도였습니다. 문화: 궁궐과 한류가 공존합니다. 경제: 한국 GDP의 상당 부분을 차지합니다."
 INSTRUCTION_REPLY = (
     f"분석: 원래 지시는 너무 넓고 답변은 한 줄뿐입니다.\n\n[New Instruction]\n{NEW_INSTRUCTION}\n[End]\n\n"

@@ -22,7 +22,9 @@ from srt_local.prompts import (
 from srt_local.teachers.chat import teacher_key
 
 WITH_INPUT = Pair("Translate the sentence.", "The cat sleeps.", "Le chat dort.")
-KOREAN = Pair("다음 문장을 요약하세요.", "고양이가 하루 종일 매트 위에 앉아 있었다.", "고양이가 앉아 있었다.")
+KOREAN = Pair(
+    "다음 문장을 요약하세요.", "고양이가 하루 종일 매트 위에 앉아 있었다.", "고양이가 앉아 있었다."
+)
 
 
 @pytest.fixture
@@ -53,13 +55,14 @@ def test_a_copy_is_edited_in_the_users_folder_and_changes_the_teacher_key(home: 
     spec = TeacherSpec(name="t", backend="ollama", model="m")
     same = teacher_key("ollama", "m", None, spec, {}, load_prompt_set("mine"))
     assert same == teacher_key("ollama", "m", None, spec, {}, load_prompt_set("srt"))
-    target.write_text(
-        target.read_text().replace("hard-to-please", "exacting"), encoding="utf-8"
-    )
+    target.write_text(target.read_text().replace("hard-to-please", "exacting"), encoding="utf-8")
     edited = load_prompt_set("mine")
     assert edited.user_copy and edited.digest != load_prompt_set("srt").digest
     assert teacher_key("ollama", "m", None, spec, {}, edited) != same
-    assert "exacting" in build_prompt("response", WITH_INPUT, "json", prompt_set=edited).messages[0]["content"]
+    assert (
+        "exacting"
+        in build_prompt("response", WITH_INPUT, "json", prompt_set=edited).messages[0]["content"]
+    )
     assert {s.name for s in list_prompt_sets()} == {"srt", "mine"}
     with pytest.raises(PromptSetError, match="already exists"):
         copy_prompt_set("srt", "mine")
@@ -68,18 +71,26 @@ def test_a_copy_is_edited_in_the_users_folder_and_changes_the_teacher_key(home: 
 def test_a_paper_profile_teacher_has_its_own_key(home: Path) -> None:
     plain = TeacherSpec(name="t", backend="ollama", model="m")
     paper = TeacherSpec(name="t", backend="ollama", model="m", reask="greedy", trim="reference")
-    assert teacher_key("ollama", "m", None, plain, {}) != teacher_key("ollama", "m", None, paper, {})
+    assert teacher_key("ollama", "m", None, plain, {}) != teacher_key(
+        "ollama", "m", None, paper, {}
+    )
 
 
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("### Instruction\n{instruction}", "### Instruction\n{instrution}", r"\[instruction\] key 'user': unknown placeholder \{instrution\}"),
+        (
+            "### Instruction\n{instruction}",
+            "### Instruction\n{instrution}",
+            r"\[instruction\] key 'user': unknown placeholder \{instrution\}",
+        ),
         ("### Format\n{format}", "### Format\n", r"\[instruction\] key 'user': needs a \{format\}"),
         ('[merge]\nsystem = "', '[merge]\nsytem = "', r"\[merge\] key 'sytem': unknown key"),
     ],
 )
-def test_a_broken_set_names_file_table_and_key(home: Path, old: str, new: str, message: str) -> None:
+def test_a_broken_set_names_file_table_and_key(
+    home: Path, old: str, new: str, message: str
+) -> None:
     target = copy_prompt_set("srt", "broken")
     target.write_text(target.read_text().replace(old, new, 1), encoding="utf-8")
     with pytest.raises(PromptSetError, match=message) as info:
@@ -98,14 +109,24 @@ def test_merge_replies_in_any_script(home: Path) -> None:
     assert parsed.outcome == "ok" and parsed.reflection is not None
     assert (parsed.reflection.instruction, parsed.reflection.input) == (merged, "")
     assert parsed.reflection.output == KOREAN.output
-    as_json = parse_merge_reply("json", f'```json\n{{"merged_instruction": "{merged}"}}\n```', KOREAN)
+    as_json = parse_merge_reply(
+        "json", f'```json\n{{"merged_instruction": "{merged}"}}\n```', KOREAN
+    )
     assert as_json.outcome == "ok"
     example = build_prompt("merge", KOREAN, "markers").messages[1]["content"]
     echoed = example[example.index("exactly like this:") :]
     assert parse_merge_reply("markers", echoed, KOREAN).outcome == "echo"
-    assert parse_merge_reply("markers", f"[Merged Instruction]\n{KOREAN.instruction}\n[End]", KOREAN).outcome == "echo"
+    assert (
+        parse_merge_reply(
+            "markers", f"[Merged Instruction]\n{KOREAN.instruction}\n[End]", KOREAN
+        ).outcome
+        == "echo"
+    )
     assert parse_merge_reply("markers", "no markers here", KOREAN).outcome == "parse_failed"
-    assert parse_merge_reply("markers", "[Merged Instruction]\nhalf", KOREAN, hit_limit=True).outcome == "parse_failed"
+    assert (
+        parse_merge_reply("markers", "[Merged Instruction]\nhalf", KOREAN, hit_limit=True).outcome
+        == "parse_failed"
+    )
     assert parse_merge_reply("json", "", KOREAN).outcome == "empty"
 
 

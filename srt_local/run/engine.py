@@ -19,6 +19,7 @@ from srt_local.bos import score_key, student_uses_bos
 from srt_local.config import ModelsConfig
 from srt_local.model_files import file_sha256, resolve_gguf
 from srt_local.pairs import Pair
+from srt_local.prompts import load_prompt_set
 from srt_local.run.context import (
     Log,
     ReflectorFactory,
@@ -31,7 +32,6 @@ from srt_local.run.context import (
 from srt_local.run.method import Reflections, Unavailable, process_sample
 from srt_local.run.progress import ProgressTracker, RunProgress
 from srt_local.run.repository import RunRepository, RunRow, RunSettings
-from srt_local.prompts import load_prompt_set
 from srt_local.run.vocabulary import Profile, RunStatus, Stage
 from srt_local.store import Store
 

@@ -184,6 +184,4 @@ async def process_sample(
     tracker.advance(Stage.RESPONSE_REFLECTION)
 
     s_reflected = await score_of(scorer, reflected)
-    return decide(
-        s_ori, s_q, choice, s_reflected, rules.emit_unreflected, rules.profile, ori_kind
-    )
+    return decide(s_ori, s_q, choice, s_reflected, rules.emit_unreflected, rules.profile, ori_kind)

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from srt_local.config import TeacherSpec
-from srt_local.pairs import Pair
 from srt_local.merge import parse_merge_reply
+from srt_local.pairs import Pair
 from srt_local.parsing import parse_reply
 from srt_local.prompts import (
     Prompt,
