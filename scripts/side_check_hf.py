@@ -60,7 +60,7 @@ def ours(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
     from srt_local.config import load_models
-    from srt_local.model_files import resolve_gguf
+    from srt_local.model_files import read_gguf_info, resolve_gguf
     from srt_local.pairs import Pair
     from srt_local.student import Student
     from srt_local.templates import instruction_text
@@ -80,10 +80,17 @@ def ours(args: argparse.Namespace) -> None:
         entry: dict[str, Any] = {"gguf": str(gguf), "runs": {}}
         for bos in ("gguf", "always"):
             spec = replace(config.student(name), bos=bos)
+            if bos == "always" and read_gguf_info(gguf).add_bos:
+                # The GGUF adds BOS itself: both rules make the very same token sequences.
+                entry["runs"].update({f"{p}/always": entry["runs"][f"{p}/gguf"] for p in profiles})
+                continue
             with Student.load(spec) as student:
+                # One call for both profiles: the texts they share are decoded once.
+                everything = [p for pairs in profiles.values() for p in pairs]
+                scored = iter(student.score_pairs(everything))
+                cond = student.conditioning
                 for profile, pairs in profiles.items():
-                    scores = student.score_pairs(pairs)
-                    cond = student.conditioning
+                    scores = [next(scored) for _ in pairs]
                     entry["runs"][f"{profile}/{bos}"] = {
                         "bos": student.bos,
                         "key": student.template,
@@ -207,6 +214,75 @@ def compare(args: argparse.Namespace) -> None:
                 + " | ".join(cells)
                 + f" | {ref['bos_added']} |"
             )
+    for name, entry in ours_data["students"].items():
+        default, paper = entry["runs"]["default/gguf"]["rows"], entry["runs"]["paper/gguf"]["rows"]
+        both = [
+            (d, p)
+            for d, p in zip(default, paper, strict=True)
+            if d["forward_prompt"] != p["forward_prompt"] and d["status"] == p["status"] == "ok"
+        ]
+        if both:
+            moved = {m: [abs(p[m] - d[m]) / d[m] for d, p in both] for m in ("ifd", "rifd")}
+            crossed = sum(1 for d, p in both if (d["ifd"] < 1) != (p["ifd"] < 1))
+            print(
+                f"{name}: {len(both)} samples with an input, folded into the instruction (paper) "
+                f"vs the template's input variant (default): IFD moves by a median "
+                f"{100 * statistics.median(moved['ifd']):.1f}% (max "
+                f"{100 * max(moved['ifd']):.1f}%, {crossed} cross 1), r-IFD by "
+                f"{100 * statistics.median(moved['rifd']):.1f}%"
+            )
+
+
+def joins(args: argparse.Namespace) -> None:
+    """Two deviations measured on one student: how x is joined with its input for r-IFD (the
+    reference glues them with nothing between, srt-local with a newline), and how many samples
+    are long enough for the reference's 2048-token trim of the teacher's input."""
+    sys.path.insert(0, str(REPO))
+    from dataclasses import replace
+
+    import srt_local.student as student_module
+    from srt_local.config import load_models
+    from srt_local.pairs import Pair
+    from srt_local.student import Student
+
+    config = load_models()
+    records = json.loads(args.data.read_text(encoding="utf-8"))
+    with_input = [
+        Pair(r["instruction"], r["input"], r["output"])
+        for r in records
+        if r.get("input") and len(r["instruction"] + r["input"] + r["output"]) <= MAX_CHARS
+    ][: args.n]
+    spec = replace(config.student(args.student))
+    with Student.load(spec) as student:
+        ours = student.score_pairs(with_input)
+        original = student_module.instruction_text
+        student_module.instruction_text = lambda p: p.instruction + p.input
+        try:
+            glued = student.score_pairs(with_input)
+        finally:
+            student_module.instruction_text = original
+        long = sum(
+            1
+            for r in records
+            if len(student.engine.tokenize(r["instruction"] + r.get("input", "") + r["output"]))
+            > 2048
+        )
+    rel = [
+        abs(a.rifd_ppl - b.rifd_ppl) / b.rifd_ppl
+        for a, b in zip(ours, glued, strict=True)
+        if a.rifd_ppl and b.rifd_ppl
+    ]
+    crossed = sum(
+        1
+        for a, b in zip(ours, glued, strict=True)
+        if a.rifd_ppl and b.rifd_ppl and (a.rifd_ppl < 1) != (b.rifd_ppl < 1)
+    )
+    print(
+        f"{args.student}: {len(rel)} samples with an input: r-IFD with a newline join vs no "
+        f"separator: median rel. diff {100 * statistics.median(rel):.1f}%, max "
+        f"{100 * max(rel):.1f}%, {crossed} cross 1"
+    )
+    print(f"{long} of {len(records)} samples have more than 2048 tokens (instruction+input+output)")
 
 
 def main() -> None:
@@ -222,6 +298,11 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(run=hf)
+    p = sub.add_parser("joins")
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--n", type=int, default=30)
+    p.add_argument("--student", default="gemma3-270m")
+    p.set_defaults(run=joins)
     p = sub.add_parser("compare")
     p.add_argument("--ours", type=Path, required=True)
     p.add_argument("--hf", type=Path, required=True)
