@@ -8,7 +8,7 @@ dependency of srt-local: the `hf` phase runs in a separate virtual environment.
     # 1. srt-local's scores and the exact texts (the project's venv)
     .venv/bin/python scripts/side_check_hf.py ours --out /tmp/side/ours.json
     # 2. the same texts in transformers, fp32, weights dequantized from the same GGUF (side venv:
-    #    python3 -m venv /tmp/hfside && /tmp/hfside/bin/pip install torch transformers gguf numpy)
+    #    python3 -m venv /tmp/hfside && /tmp/hfside/bin/pip install torch transformers gguf numpy accelerate)
     /tmp/hfside/bin/python scripts/side_check_hf.py hf --ours /tmp/side/ours.json --out /tmp/side/hf.json
     # 3. the table (either venv)
     python3 scripts/side_check_hf.py compare --ours /tmp/side/ours.json --hf /tmp/side/hf.json
