@@ -169,3 +169,19 @@ def test_an_over_long_request_is_a_final_failure_not_an_endless_wait(
         (Kind.Q, "too_long"),
     ]
     assert store.query("SELECT count(*) FROM decisions")[0][0] == 2
+
+
+def test_the_paper_profile_opens_every_teacher_with_the_reference_rules(
+    config: ModelsConfig,
+) -> None:
+    from srt_local.config import for_run
+
+    paper = for_run(config, "paper", "mine")
+    for spec in paper.teachers.values():
+        assert (spec.max_attempts, spec.reask, spec.trim, spec.prompts) == (
+            2,
+            "greedy",
+            "reference",
+            "mine",
+        )
+    assert for_run(config, "default", None).teachers == config.teachers

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from ollama_server import OllamaTestServer, Reply
+from tests.ollama_server import OllamaTestServer, Reply
 
 from srt_local.config import TeacherOptions, TeacherSpec, load_models
 from srt_local.exporter import export_run
