@@ -7,8 +7,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.ollama_server import OllamaTestServer, Reply
-
 from srt_local.config import TeacherOptions, TeacherSpec, load_models
 from srt_local.exporter import export_run
 from srt_local.importer import import_dataset
@@ -22,6 +20,7 @@ from srt_local.store import Store
 from srt_local.teachers.chat import RetryPolicy
 from srt_local.teachers.ollama import OllamaTeacher
 from tests.fakes import FakeScorer
+from tests.ollama_server import OllamaTestServer, Reply
 
 ORIGINAL = Pair("서울에 대해 알려 주세요.", "", "서울은 한국의 수도입니다.")
 NEW_INSTRUCTION = (
