@@ -122,6 +122,8 @@ def hf(args: argparse.Namespace) -> None:
     data = json.loads(args.ours.read_text(encoding="utf-8"))
     out: dict[str, Any] = {"students": {}}
     for name, entry in data["students"].items():
+        if args.only and name != args.only:
+            continue
         gguf = Path(entry["gguf"])
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(
@@ -190,13 +192,17 @@ def spearman(a: list[float], b: list[float]) -> float:
 def compare(args: argparse.Namespace) -> None:
     """Median |ours - hf| / hf and Spearman, per student, profile and BOS rule."""
     ours_data = json.loads(args.ours.read_text(encoding="utf-8"))
-    hf_data = json.loads(args.hf.read_text(encoding="utf-8"))
+    hf_data: dict[str, Any] = {"students": {}}
+    for path in args.hf:
+        hf_data["students"].update(json.loads(path.read_text(encoding="utf-8"))["students"])
     print(
         "| student | profile | BOS rule (key) | n | IFD median rel. diff | IFD Spearman "
         "| r-IFD median rel. diff | r-IFD Spearman | HF adds BOS |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, entry in ours_data["students"].items():
+        if name not in hf_data["students"]:
+            continue
         for run_name, run in entry["runs"].items():
             profile, rule = run_name.split("/")
             ref = hf_data["students"][name][profile]
@@ -297,6 +303,7 @@ def main() -> None:
     p.add_argument("--ours", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--only", default=None, help="one student's name")
     p.set_defaults(run=hf)
     p = sub.add_parser("joins")
     p.add_argument("--data", type=Path, default=DATA)
@@ -305,7 +312,7 @@ def main() -> None:
     p.set_defaults(run=joins)
     p = sub.add_parser("compare")
     p.add_argument("--ours", type=Path, required=True)
-    p.add_argument("--hf", type=Path, required=True)
+    p.add_argument("--hf", type=Path, nargs="+", required=True)
     p.set_defaults(run=compare)
     args = parser.parse_args()
     args.run(args)
