@@ -8,7 +8,7 @@ import sys
 import click
 
 from srt_local import __version__
-from srt_local.commands import demo, export_cmd, import_cmd, models, run_cmd, sql_cmd
+from srt_local.commands import demo, export_cmd, import_cmd, models, prompts_cmd, run_cmd, sql_cmd
 from srt_local.commands.common import SrtGroup, run_cli
 from srt_local.commands.judge_cmd import judge
 from srt_local.commands.reflect import reflect
@@ -49,6 +49,7 @@ cli.add_command(reflect)
 cli.add_command(score)
 cli.add_command(judge)
 cli.add_command(report)
+cli.add_command(prompts_cmd.prompts)
 
 
 def main() -> None:

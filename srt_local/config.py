@@ -11,7 +11,7 @@ import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ OUTPUT_MODES = ("markers", "json")
 RESPONSE_FORMATS = ("json_schema", "json_object")
 DEFAULT_OLLAMA_HOST = DEFAULT_HOST
 THINK_LEVELS = ("low", "medium", "high")
+BOS_RULES = ("gguf", "always")
 
 
 class ConfigError(SrtError, ValueError):
@@ -58,6 +59,9 @@ class StudentSpec:
     rows_per_decode: int = 0
     kv_align: int = 0
     fixed_shape: str = "auto"
+    # "gguf": start texts with BOS only where the GGUF's tokenizer.ggml.add_bos_token says so, as
+    # the model's own (HF) tokenizer does; "always": every text starts with BOS (srt-local <= 0.1).
+    bos: str = "gguf"
 
 
 SCORING_PATHS = ("auto", "host", "device")
@@ -118,6 +122,13 @@ class TeacherSpec:
     api_key_env: str | None = None
     stream: bool = True
     response_format: str = "json_schema"
+    prompts: str = "srt"  # the prompt set (srt_local/prompts.py)
+    # Set by the run's profile, not models.toml: "warmer" re-asks at temperature >= 0.7 with a new
+    # seed; "greedy" re-asks with the same options, as the reference does.
+    reask: str = "warmer"
+    # "fit": cut the original response to fit num_ctx; "reference": the reference's character cut
+    # to 2048 tokens of instruction+input+response, then the reply budget shrinks to fit.
+    trim: str = "fit"
 
     @property
     def resolved_host(self) -> str:
@@ -175,6 +186,23 @@ class ModelsConfig:
             return self.teachers[name]
         known = ", ".join(["auto", *sorted(self.teachers)])
         raise ConfigError(f"unknown teacher {name!r} (known: {known})")
+
+
+def for_run(config: ModelsConfig, profile: str, prompts: str | None) -> ModelsConfig:
+    """The config a run's teacher is opened from: every teacher with the run's prompt set (if
+    `--prompts` named one) and, under the `paper` profile, the reference's re-ask (once, greedy)
+    and its trimming of long inputs."""
+
+    def adjust(spec: TeacherSpec) -> TeacherSpec:
+        changes: dict[str, Any] = {}
+        if prompts:
+            changes["prompts"] = prompts
+        if profile == "paper":
+            changes.update(max_attempts=2, reask="greedy", trim="reference")
+        return replace(spec, **changes) if changes else spec
+
+    teachers = {name: adjust(spec) for name, spec in config.teachers.items()}
+    return replace(config, teachers=teachers)
 
 
 # ---------------------------------------------------------------- validation helpers
@@ -293,6 +321,7 @@ def _parse_student(name: str, data: Mapping[str, Any], file: Path) -> StudentSpe
             FIXED_SHAPE.__contains__,
             "one of " + ", ".join(FIXED_SHAPE),
         ),
+        bos=t.check("bos", t.get("bos", str, "gguf"), BOS_RULES.__contains__, "gguf or always"),
     )
     t.reject_unknown()
     return spec
@@ -413,6 +442,12 @@ def _parse_teacher(name: str, data: Mapping[str, Any], file: Path) -> TeacherSpe
             t.get("response_format", str, "json_schema"),
             RESPONSE_FORMATS.__contains__,
             "one of " + ", ".join(RESPONSE_FORMATS),
+        ),
+        prompts=t.check(
+            "prompts",
+            t.get("prompts", str, "srt"),
+            lambda v: bool(v.strip()),
+            "the name of a prompt set (`srt prompts list`)",
         ),
     )
     if isinstance(spec.keep_alive, int):

@@ -8,13 +8,15 @@ ceil(F x n) rows, n being the size of the selection, so a small fraction never r
 
 Rows go from the store to the file in Arrow batches (the cut is made in SQL), so an export of a
 million rows holds one batch in memory, not the selection.
+A run of the `paper` profile follows the reference instead (`top_k_rule`): floor(F x n) rows,
+among those with IFD <= 1.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from srt_local.formats import (
     write_dataset,
 )
 from srt_local.pairs import Pair
+from srt_local.run.vocabulary import Profile
 from srt_local.store import Store
 
 EXPORT_MEMORY_LIMIT = "400MB"  # DuckDB's share while an export runs
@@ -71,16 +74,18 @@ def iter_rows(
         raise ExportError(f"--top-k must be at least 1, got {top_k}")
     if top_fraction is not None and not 0 < top_fraction <= 1:
         raise ExportError(f"--top-fraction must be in (0, 1], got {top_fraction}")
-    if not store.query("SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
+    found = store.query("SELECT profile FROM runs WHERE run_id = ?", [run_id])
+    if not found:
         raise ExportError(f"no run {run_id}; {_runs_hint(store)}")
+    profile = Profile(found[0][0] or Profile.DEFAULT)
     n_selected = int(store.query("SELECT count(*) FROM selection WHERE run_id = ?", [run_id])[0][0])
     columns = "SELECT instruction, input, output, ifd_ppl, rifd_ppl FROM selection WHERE run_id = ?"
     if top_k is None and top_fraction is None:
         return _rows(store, f"{columns} ORDER BY position", [run_id]), n_selected
-    # The small epsilon keeps float noise (0.1 * 30 = 3.0000000000000004) from adding a row.
-    k = top_k if top_k is not None else math.ceil((top_fraction or 0) * n_selected - 1e-9)
-    # NaN is above every number in DuckDB, so `< 1` leaves it out, as it would in Python.
-    sql = f"{columns} AND ifd_ppl < 1 ORDER BY ifd_ppl DESC, position LIMIT ?"
+    k, _eligible = top_k_rule(profile, n_selected, top_k, top_fraction)
+    # NaN is above every number in DuckDB, so the bound leaves it out, as it would in Python.
+    bound = "ifd_ppl <= 1" if profile is Profile.PAPER else "ifd_ppl < 1"
+    sql = f"{columns} AND {bound} ORDER BY ifd_ppl DESC, position LIMIT ?"
     return _rows(store, sql, [run_id, k]), n_selected
 
 
@@ -89,6 +94,22 @@ def _rows(store: Store, sql: str, params: list[Any]) -> Iterator[ExportRow]:
         columns = [batch.column(i).to_pylist() for i in range(5)]
         for instruction, input_, output, ifd, rifd in zip(*columns, strict=True):
             yield ExportRow(Pair(instruction, input_, output), ifd, rifd)
+
+
+def top_k_rule(
+    profile: Profile, n: int, top_k: int | None, top_fraction: float | None
+) -> tuple[int, Callable[[float], bool]]:
+    """How many rows the final cut keeps out of `n`, and which IFDs may be kept.
+
+    `default` rounds a fraction up (a small one never keeps nothing) and keeps IFD < 1, as the
+    decision rule does; `paper` floors, as the reference's `int(F * n)`, and keeps IFD <= 1.
+    """
+    # The small epsilon keeps float noise (0.1 * 30 = 3.0000000000000004) from moving a row.
+    if profile is Profile.PAPER:
+        k = top_k if top_k is not None else math.floor((top_fraction or 0) * n + 1e-9)
+        return k, lambda ifd: ifd <= 1
+    k = top_k if top_k is not None else math.ceil((top_fraction or 0) * n - 1e-9)
+    return k, lambda ifd: ifd < 1
 
 
 def export_run(

@@ -343,4 +343,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE scores_by_path RENAME TO scores;
         """,
     ),
+    (
+        "m007_i11fidelity_profile",
+        """
+        -- The profile a run follows (default | paper): part of what names a run, since the two
+        -- decide unscorable samples and top-k cuts differently. Earlier runs were `default`.
+        ALTER TABLE runs ADD COLUMN profile VARCHAR DEFAULT 'default';
+        UPDATE runs SET profile = 'default' WHERE profile IS NULL;
+        """,
+    ),
 ]

@@ -111,6 +111,7 @@ class GGUFInfo:
     context_length: int | None
     vocab_size: int | None
     has_chat_template: bool
+    add_bos: bool | None = None  # tokenizer.ggml.add_bos_token; None where the GGUF does not say
 
 
 _GGUF_TYPES = {
@@ -176,4 +177,7 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         context_length=int(ctx) if isinstance(ctx, int) else None,
         vocab_size=vocab,
         has_chat_template="tokenizer.chat_template" in meta,
+        add_bos=bool(meta["tokenizer.ggml.add_bos_token"])
+        if "tokenizer.ggml.add_bos_token" in meta
+        else None,
     )

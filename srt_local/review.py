@@ -146,7 +146,7 @@ def browse_page(
 class VersionView:
     """One version of a sample with the run's student scores of it."""
 
-    kind: str  # ori | Q | A | QA
+    kind: str  # ori | M | Q | A | QA
     instruction: str
     input: str
     output: str
@@ -174,6 +174,17 @@ class SampleDetail:
     rifd_margin: float | None
     versions: dict[str, VersionView]
     failures: dict[str, str] = field(default_factory=dict)  # kind -> why it could not be made
+
+    @property
+    def merged(self) -> VersionView | None:
+        """The merged original (paper profile: instruction and input made one by the teacher),
+        shown beside the imported original; None where the run made none."""
+        return self.versions.get(Kind.M)
+
+    @property
+    def base(self) -> VersionView:
+        """The version that stood for the original in the method: the merged one, if made."""
+        return self.merged or self.versions[Kind.ORI]
 
     def reflected_kinds(self) -> list[str]:
         """The reflected versions that exist, the one the decision stands on first."""

@@ -1,9 +1,9 @@
 """The student: IFD and r-IFD of instruction pairs, scored by a GGUF model on llama.cpp.
 
 For a pair (x, y) four mean losses over target tokens only (METHOD.md):
-L(y|T(x)), L(y), L(x|T(R(y))) and L(x). Every scored text starts with the vocabulary's BOS token,
-whatever the GGUF's add-BOS flag says, so that the first target token of an unconditioned text is
-predicted from BOS alone.
+L(y|T(x)), L(y), L(x|T(R(y))) and L(x). A scored text starts with the vocabulary's BOS token where
+the GGUF's add-BOS flag says so (`srt_local.bos`, `bos = "always"` for every text); without BOS an
+unconditioned text's first token is its context and the rest are its targets, as in the reference.
 
 Token boundaries are exact: the prompt is tokenized alone and with the target appended; when the
 prompt's tokens are a prefix of the whole text's tokens, the rest are the target's. When a merge
@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from srt_local.bos import score_key, student_uses_bos
 from srt_local.config import StudentSpec
 from srt_local.logprobs import EngineSettings, Job, LlamaEngine
 from srt_local.model_files import file_sha256, resolve_gguf
@@ -130,10 +131,13 @@ class Student:
         sha256: str,
         engine: LlamaEngine,
         conditioning: Conditioning,
+        bos: bool = True,
     ) -> None:
         self.name = spec.name
         self.sha256 = sha256
-        self.template = spec.template
+        self.bos = bos  # texts start with BOS (srt_local.bos)
+        # The scores' cache key: the template's name, suffixed when texts have no BOS.
+        self.template = score_key(spec.template, bos)
         self.max_tokens = spec.max_tokens
         self.gguf_path = gguf_path
         self.engine = engine
@@ -181,7 +185,7 @@ class Student:
         except BaseException:
             engine.close()
             raise
-        return cls(spec, path, sha, engine, conditioning)
+        return cls(spec, path, sha, engine, conditioning, student_uses_bos(spec.bos, path))
 
     def __enter__(self) -> Student:
         return self
@@ -210,7 +214,11 @@ class Student:
     ) -> tuple[list[int], list[int], bool] | PairScore:
         """Prompt tokens (BOS first) and the target tokens that survive truncation."""
         head, tail, merged = split
-        head = [self.engine.bos, *head]
+        if self.bos:
+            head = [self.engine.bos, *head]
+        elif not head:
+            # No BOS and an empty prompt (template "none"): the first token can only be context.
+            head, tail = tail[:1], tail[1:]
         keep = min(len(tail), self.max_tokens - len(head))
         if keep <= 0:
             return PairScore.failed(
@@ -252,7 +260,7 @@ class Student:
         x = instruction_text(pair)
         y = pair.output
         split = self._tokenize_pair(self.conditioning.reverse_prompt(y), x)
-        over = 1 + len(split[0]) + len(split[1]) - self.max_tokens
+        over = int(self.bos) + len(split[0]) + len(split[1]) - self.max_tokens
         if over <= 0:
             return self._conditioned_split(split, "instruction"), None
         special = self.conditioning.special_tokens_in_text
@@ -262,7 +270,7 @@ class Student:
             split = self._tokenize_pair(
                 self.conditioning.reverse_prompt(self.engine.detokenize(y_tokens[:keep])), x
             )
-            over = 1 + len(split[0]) + len(split[1]) - self.max_tokens
+            over = int(self.bos) + len(split[0]) + len(split[1]) - self.max_tokens
             if over <= 0:
                 break
             keep -= over
@@ -296,13 +304,21 @@ class Student:
                 jobs.append(key)
             return index[key]
 
-        bos = self.engine.bos
         (y_head, y, y_merged), (x_head, x, x_merged) = forward, reverse
+        # Unconditioned: BOS then the text, or (no BOS) the text whose first token is context.
+        lead = [self.engine.bos] if self.bos else []
+        if not self.bos and (len(y) < 2 or len(x) < 2):
+            return _PairPlan(
+                PairScore.failed(
+                    STATUS_TRUNCATED_AWAY,
+                    "without BOS a one-token text has no token to score unconditioned",
+                )
+            )
         ids = (
             job(y_head + y, len(y_head)),
-            job([bos, *y], 1),
+            job(lead + y, 1),
             job(x_head + x, len(x_head)),
-            job([bos, *x], 1),
+            job(lead + x, 1),
         )
         self.boundary_fallbacks += int(y_merged) + int(x_merged)
         notes = [BOUNDARY_NOTE] if y_merged or x_merged else []

@@ -20,11 +20,17 @@ from srt_local.student import PairScore
 from srt_local.teachers.base import Reflection, ReflectResult, TeacherCall, TeacherError
 
 OK, PARSE_FAILED, UNAVAILABLE, FATAL = "ok", "parse_failed", "unavailable", "fatal"
+TOO_LONG = "too_long"  # the request cannot fit the teacher's context: a final failure
 
 
 def q_of(pair: Pair) -> Pair:
     """The fake teacher's reflected instruction (Q) of a pair, with its answer."""
     return Pair(f"{pair.instruction} Explain step by step.", "", f"{pair.output} In detail.")
+
+
+def merged(pair: Pair) -> Pair:
+    """The fake teacher's merge of a pair's input into its instruction (version M)."""
+    return Pair(f"{pair.instruction} Given: {pair.input}", "", pair.output)
 
 
 def better(pair: Pair) -> Pair:
@@ -78,10 +84,13 @@ class FakeReflector:
             return ReflectResult(calls, None, "error")
         if action == PARSE_FAILED:
             return ReflectResult([self._call(stage, "no markers", "parse_failed")], None, action)
-        made = q_of(pair) if stage == "instruction" else better(pair)
+        if action == TOO_LONG:
+            return ReflectResult([self._call(stage, None, TOO_LONG)], None, TOO_LONG)
+        makers = {"instruction": q_of, "merge": merged}
+        made = makers.get(stage, better)(pair)
         reflection = Reflection(
-            critique=f"critique of {pair.instruction}",
-            instruction=made.instruction if stage == "instruction" else None,
+            critique=None if stage == "merge" else f"critique of {pair.instruction}",
+            instruction=made.instruction if stage in makers else None,
             input=made.input,
             output=made.output,
         )

@@ -23,7 +23,8 @@ MODES = ("markers", "json")
 
 def test_every_prompt_has_its_own_version_id() -> None:
     versions = {prompt_version(s, m) for s in STAGES for m in MODES}
-    assert versions == {"instr-v1-markers", "instr-v1-json", "resp-v1-markers", "resp-v1-json"}
+    assert len(versions) == 4
+    assert all(v.split("-")[1].startswith("srt@") for v in versions)
     for stage in STAGES:
         for mode in MODES:
             assert build_prompt(stage, PAIR, mode).version == prompt_version(stage, mode)
@@ -106,7 +107,7 @@ def test_the_format_example_itself_is_an_echo() -> None:
         user = build_prompt(stage, PAIR, "markers").messages[1]["content"]
         example = user[user.index("exactly like this:") :]
         assert parse_reply(stage, "markers", example, PAIR).outcome == "echo"
-    assert len(PLACEHOLDERS) == 3
+    assert len(PLACEHOLDERS) == 4  # the merge stage's is checked in test_prompt_sets
 
 
 def test_estimate_tokens_counts_wide_scripts_finer() -> None:

@@ -92,7 +92,7 @@ def test_limit_and_a_json_array(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     (line,) = result.stdout.splitlines()
     assert json.loads(line)["index"] == 0
-    assert "template none, max_tokens 64" in result.stderr
+    assert "template none+nobos, max_tokens 64" in result.stderr
 
 
 def test_a_malformed_file_names_file_line_and_field_and_writes_nothing(tmp_path: Path) -> None:

@@ -162,8 +162,16 @@ def smollm_ref(smollm_gguf: Path) -> Iterator[Reference]:
 
 
 def load(gguf: Path, template: str = "vicuna", max_tokens: int = 2048, **engine: Any) -> Student:
+    # `Reference` puts BOS first on every text, so the student is held to the same rule here;
+    # the GGUF's own rule (SmolLM2: no BOS) is checked against transformers by
+    # scripts/side_check_hf.py.
     spec = StudentSpec(
-        name=gguf.stem, path=gguf, template=template, max_tokens=max_tokens, n_threads=2
+        name=gguf.stem,
+        path=gguf,
+        template=template,
+        max_tokens=max_tokens,
+        n_threads=2,
+        bos="always",
     )
     return Student.load(spec, EngineSettings(**engine))
 

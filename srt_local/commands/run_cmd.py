@@ -256,6 +256,20 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     "teacher call at all.",
 )
 @executor_options
+@click.option(
+    "--profile",
+    type=click.Choice(["default", "paper"]),
+    default="default",
+    show_default=True,
+    help="paper: follow the reference code in every rule (merge stage, greedy re-ask once, "
+    "unscorable originals never kept, its trimming); see the README's Fidelity section.",
+)
+@click.option(
+    "--prompts",
+    "prompt_set",
+    default=None,
+    help="A prompt set for the teacher (`srt prompts list`); default: each teacher's own.",
+)
 @db_option
 def run(
     dataset: str,
@@ -269,6 +283,8 @@ def run(
     ray_address: str | None,
     ray_node_ip: str | None,
     workers: int | None,
+    profile: str,
+    prompt_set: str | None,
     db_path: Path | None,
 ) -> None:
     """Run Selective Reflection-Tuning on an imported DATASET; the same command again resumes.
@@ -288,6 +304,8 @@ def run(
         concurrency=concurrency,
         emit_unreflected=emit_unreflected,
         full_grid=full_grid,
+        profile=profile,
+        prompts=prompt_set,
     )
     path = db_path or paths.default_db_path()
     if not path.exists():

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from srt_local.config import ModelsConfig, StudentSpec
+from srt_local.config import ModelsConfig, StudentSpec, for_run
 from srt_local.run.method import Rules
 from srt_local.run.protocols import Reflector, Scorer
 from srt_local.run.repository import PipelineError, RunRow
@@ -36,7 +36,11 @@ class RunContext:
 
     @property
     def rules(self) -> Rules:
-        return Rules(emit_unreflected=self.run.emit_unreflected, full_grid=self.run.full_grid)
+        return Rules(
+            emit_unreflected=self.run.emit_unreflected,
+            full_grid=self.run.full_grid,
+            profile=self.run.profile,
+        )
 
     async def aclose(self) -> None:
         try:
@@ -70,12 +74,16 @@ async def open_context(
 
 
 def teacher_factory(config: ModelsConfig) -> ReflectorFactory:
-    """Open the run's teacher from models.toml (Ollama or embedded llama.cpp)."""
+    """Open the run's teacher from models.toml (Ollama or embedded llama.cpp), with the run's
+    prompt set and profile applied (`config.for_run`)."""
 
     async def make(run: RunRow, log: Log) -> Reflector:
         from srt_local.teachers import open_teacher
 
-        return await open_teacher(run.teacher_to_open, config, log=log, concurrency=run.concurrency)
+        adjusted = for_run(config, run.profile, run.prompt_set)
+        return await open_teacher(
+            run.teacher_to_open, adjusted, log=log, concurrency=run.concurrency
+        )
 
     return make
 

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from srt_local.bos import score_key, student_uses_bos
 from srt_local.config import ModelsConfig
 from srt_local.model_files import file_sha256, resolve_gguf
 from srt_local.pairs import Pair
+from srt_local.prompts import load_prompt_set
 from srt_local.run.context import (
     Log,
     ReflectorFactory,
@@ -29,7 +31,7 @@ from srt_local.run.context import (
 from srt_local.run.method import Paused, Reflections, Unavailable, process_sample
 from srt_local.run.progress import ProgressTracker, RunProgress
 from srt_local.run.repository import RunRepository, RunRow, RunSettings
-from srt_local.run.vocabulary import RunStatus, Stage
+from srt_local.run.vocabulary import Profile, RunStatus, Stage
 from srt_local.run_owner import claim
 from srt_local.store import Store
 from srt_local.teachers.base import TeacherError, TeacherServerDown
@@ -44,6 +46,8 @@ class RunOptions:
     concurrency: int | None = None
     emit_unreflected: bool = False
     full_grid: bool = False
+    profile: str = "default"  # default | paper (vocabulary.Profile)
+    prompts: str | None = None  # a prompt set for every teacher of the run (`srt prompts`)
 
 
 @dataclass
@@ -68,17 +72,23 @@ def prepare_run(store: Store, options: RunOptions, config: ModelsConfig) -> int:
     """The run for these settings: the latest one not cancelled (to resume), else a new one."""
     repo = RunRepository(store)
     spec = config.student(options.student or config.defaults.student)
+    gguf = resolve_gguf(spec.path, spec.package)
     settings = RunSettings(
         dataset_id=repo.find_dataset(options.dataset),
         teacher_name=options.teacher,
         student_name=spec.name,
-        student_sha256=file_sha256(resolve_gguf(spec.path, spec.package)),
-        template=spec.template,
+        student_sha256=file_sha256(gguf),
+        # The scores' key: the template, suffixed where texts start without BOS (srt_local.bos).
+        template=score_key(spec.template, student_uses_bos(spec.bos, gguf)),
         max_tokens=spec.max_tokens,
         sample_limit=options.limit,
         emit_unreflected=options.emit_unreflected,
         full_grid=options.full_grid,
+        profile=Profile(options.profile),
+        prompt_set=options.prompts,
     )
+    if options.prompts:
+        load_prompt_set(options.prompts)  # fail early on an unknown or broken set
     if options.teacher != "auto":
         config.teacher(options.teacher)  # fail early on an unknown name
     found = repo.find_run(settings)

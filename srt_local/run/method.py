@@ -1,7 +1,10 @@
 """The per-sample method of Selective Reflection-Tuning, over a reflector and a scorer.
 
 Stage 1 reflects the instruction (Q) and keeps it if IFD rises; stage 2 reflects the chosen
-branch's response (QA on Q, A on ori) and keeps it if r-IFD falls (`srt_local.decision`). Every
+branch's response (QA on Q, A on ori) and keeps it if r-IFD falls (`srt_local.decision`). With the
+merge stage on (paper profile), a sample with an input first has the teacher merge instruction and
+input into one instruction (version M), which takes ori's place as the base; a merge that fails
+leaves ori as imported in its place (recorded as the merge's failure). Every
 reflection is looked up first: a version or a final failure stored by an earlier execution is
 never asked for again.
 """
@@ -17,7 +20,7 @@ from srt_local.pairs import Pair
 from srt_local.run.progress import ProgressTracker
 from srt_local.run.protocols import Reflector, Scorer
 from srt_local.run.repository import RunRepository, StoredWork
-from srt_local.run.vocabulary import RESPONSE_OF, Kind, Outcome, Stage, teacher_stage
+from srt_local.run.vocabulary import RESPONSE_OF, Kind, Outcome, Profile, Stage, teacher_stage
 from srt_local.teachers.base import ReflectResult, TeacherError
 
 
@@ -51,6 +54,12 @@ class Rules:
 
     emit_unreflected: bool = False
     full_grid: bool = False  # reflect the responses of both branches
+    profile: Profile = Profile.DEFAULT
+
+    @property
+    def merge(self) -> bool:
+        """Merge an input into its instruction before reflecting (the reference's data has none)."""
+        return self.profile is Profile.PAPER
 
 
 class Reflections:
@@ -115,6 +124,9 @@ def _made(kind: Kind, base: Pair, result: ReflectResult) -> Pair | None:
     if kind is Kind.Q:
         assert refl.instruction is not None and refl.output is not None
         return Pair(refl.instruction, refl.input or "", refl.output)
+    if kind is Kind.M:
+        assert refl.instruction is not None
+        return Pair(refl.instruction, "", base.output)
     assert refl.output is not None
     return Pair(base.instruction, base.input, refl.output)
 
@@ -156,7 +168,16 @@ async def process_sample(
         if stopping():
             raise Paused
 
-    q = await reflections.get(sample_id, Kind.Q, Kind.ORI, pair)
+    ori, ori_kind = Made(pair), Kind.ORI
+    if rules.merge and pair.input.strip():
+        merged = await reflections.get(sample_id, Kind.M, Kind.ORI, pair)
+        if isinstance(merged, Unavailable):
+            return merged
+        if isinstance(merged, Made):
+            ori, ori_kind = merged, Kind.M
+        else:
+            tracker.fail(Stage.INSTRUCTION_REFLECTION, f"merge {merged.outcome}")
+    q = await reflections.get(sample_id, Kind.Q, ori_kind, ori.pair)
     if isinstance(q, Unavailable):
         return q
     if isinstance(q, Failed):
@@ -164,19 +185,18 @@ async def process_sample(
     tracker.advance(Stage.INSTRUCTION_REFLECTION)
     pause_point()
 
-    ori = Made(pair)
     s_ori, s_q = await asyncio.gather(score_of(scorer, ori), score_of(scorer, q))
     pause_point()
-    choice = choose_instruction(s_ori, s_q)
+    choice = choose_instruction(s_ori, s_q, rules.profile)
     tracker.advance(Stage.INSTRUCTION_CHOICE)
 
-    base_kind = Kind.Q if choice.base == Kind.Q and isinstance(q, Made) else Kind.ORI
+    base_kind = Kind.Q if choice.base == Kind.Q and isinstance(q, Made) else ori_kind
     base = q if base_kind is Kind.Q and isinstance(q, Made) else ori
     reflected = await reflections.get(sample_id, RESPONSE_OF[base_kind], base_kind, base.pair)
     if isinstance(reflected, Unavailable):
         return reflected
     if rules.full_grid and isinstance(q, Made):
-        other_kind, other = (Kind.ORI, ori) if base_kind is Kind.Q else (Kind.Q, q)
+        other_kind, other = (ori_kind, ori) if base_kind is Kind.Q else (Kind.Q, q)
         extra = await reflections.get(sample_id, RESPONSE_OF[other_kind], other_kind, other.pair)
         if isinstance(extra, Unavailable):
             return extra
@@ -186,4 +206,4 @@ async def process_sample(
     pause_point()
 
     s_reflected = await score_of(scorer, reflected)
-    return decide(s_ori, s_q, choice, s_reflected, rules.emit_unreflected)
+    return decide(s_ori, s_q, choice, s_reflected, rules.emit_unreflected, rules.profile, ori_kind)

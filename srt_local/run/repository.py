@@ -14,7 +14,7 @@ from typing import Any
 from srt_local.decision import Decision
 from srt_local.errors import SrtError
 from srt_local.pairs import Pair
-from srt_local.run.vocabulary import FINISHED, REUSABLE, Kind, Outcome, RunStatus
+from srt_local.run.vocabulary import FINISHED, REUSABLE, Kind, Outcome, Profile, RunStatus
 from srt_local.store import Store
 from srt_local.teacher_log import record_call
 from srt_local.teachers.base import TeacherCall
@@ -40,6 +40,13 @@ class RunRow:
     emit_unreflected: bool
     status: str
     config: Mapping[str, Any]
+    profile: Profile = Profile.DEFAULT
+
+    @property
+    def prompt_set(self) -> str | None:
+        """The prompt set the run asked for (`--prompts`), None for each teacher's own."""
+        value = self.config.get("prompts")
+        return str(value) if value else None
 
     @property
     def full_grid(self) -> bool:
@@ -69,6 +76,8 @@ class RunSettings:
     sample_limit: int | None
     emit_unreflected: bool
     full_grid: bool
+    profile: Profile = Profile.DEFAULT
+    prompt_set: str | None = None
 
 
 @dataclass
@@ -112,6 +121,8 @@ class RunRecords:
             "AND student_sha256 = ? AND template = ? AND max_tokens = ? "
             "AND sample_limit IS NOT DISTINCT FROM ? AND emit_unreflected = ? "
             "AND json_extract(config, '$.full_grid')::BOOLEAN = ? "
+            "AND coalesce(profile, 'default') = ? "
+            "AND json_extract_string(config, '$.prompts') IS NOT DISTINCT FROM ? "
             "AND status IN ? ORDER BY run_id DESC LIMIT 1",
             [
                 settings.dataset_id,
@@ -122,6 +133,8 @@ class RunRecords:
                 settings.sample_limit,
                 settings.emit_unreflected,
                 settings.full_grid,
+                settings.profile,
+                settings.prompt_set,
                 sorted(REUSABLE),
             ],
         )
@@ -133,7 +146,7 @@ class RunRecords:
             row = con.execute(
                 "INSERT INTO runs (dataset_id, teacher_name, teacher_key, student_name, "
                 "student_sha256, template, max_tokens, sample_limit, emit_unreflected, config, "
-                "status) VALUES (?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING run_id",
+                "status, profile) VALUES (?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING run_id",
                 [
                     settings.dataset_id,
                     settings.teacher_name,
@@ -143,8 +156,9 @@ class RunRecords:
                     settings.max_tokens,
                     settings.sample_limit,
                     settings.emit_unreflected,
-                    json.dumps(dict(config)),
+                    json.dumps({**config, "prompts": settings.prompt_set}),
                     RunStatus.PAUSED,
+                    settings.profile,
                 ],
             ).fetchone()
         assert row is not None
@@ -168,6 +182,7 @@ class RunRecords:
             emit_unreflected=bool(r["emit_unreflected"]),
             status=str(r["status"]),
             config=json.loads(r["config"]),
+            profile=Profile(r.get("profile") or Profile.DEFAULT),
         )
 
     # ------------------------------------------------------------ the run's row

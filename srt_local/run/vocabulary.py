@@ -56,10 +56,13 @@ class Kind(StrEnum):
     Q = "Q"  # reflected instruction and its answer
     A = "A"  # original instruction, reflected response
     QA = "QA"  # reflected instruction, reflected response
+    # The original with its input merged into the instruction by the teacher (paper profile); it
+    # takes ori's place as the base of the method, and ori stays stored as imported.
+    M = "M"
 
 
 # The response reflection made from each base version.
-RESPONSE_OF: dict[Kind, Kind] = {Kind.ORI: Kind.A, Kind.Q: Kind.QA}
+RESPONSE_OF: dict[Kind, Kind] = {Kind.ORI: Kind.A, Kind.M: Kind.A, Kind.Q: Kind.QA}
 # The versions whose response was reflected (emitted by default).
 RESPONSE_REFLECTED: frozenset[Kind] = frozenset({Kind.A, Kind.QA})
 
@@ -69,11 +72,26 @@ class TeacherStage(StrEnum):
 
     INSTRUCTION = "instruction"
     RESPONSE = "response"
+    MERGE = "merge"  # instruction and input into one instruction (paper profile)
 
 
 def teacher_stage(kind: Kind) -> TeacherStage:
     """The prompt that makes version `kind`."""
+    if kind is Kind.M:
+        return TeacherStage.MERGE
     return TeacherStage.INSTRUCTION if kind is Kind.Q else TeacherStage.RESPONSE
+
+
+class Profile(StrEnum):
+    """How closely a run follows the reference code (README, "Fidelity").
+
+    `paper`: the reference pipeline's rules (merge stage, greedy re-ask once, an unscorable original
+    never emitted, floor rounding and IFD <= 1 in top-k, the reference's trimming of long inputs).
+    `default`: srt-local's own rules, each an improvement named in the README.
+    """
+
+    DEFAULT = "default"
+    PAPER = "paper"
 
 
 class Outcome(StrEnum):

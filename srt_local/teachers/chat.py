@@ -4,7 +4,8 @@ A backend implements `_send`: one request, returning a Generation (a reply, or a
 whether it is worth retrying). This module owns the two retry budgets:
 - a reply that does not parse is asked again, up to `max_attempts` replies, with a new seed and
   (when the configured temperature is 0) a warmer temperature, since greedy decoding would repeat
-  the same text whatever the seed;
+  the same text whatever the seed (the `paper` profile re-asks once with the same options, as the
+  reference does);
 - a request that failed in transit (timeout, 5xx, queue full, stream cut) is sent again after an
   exponential back-off with jitter, up to `RetryPolicy.transport_retries` times per reflection;
 - a request lost with its host in a teacher pool (`Generation.rerouted`) is sent again at once to
@@ -34,9 +35,18 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from srt_local.config import Limits, TeacherSpec
+from srt_local.merge import parse_merge_reply
 from srt_local.pairs import Pair
 from srt_local.parsing import Parsed, parse_reply
-from srt_local.prompts import Prompt, build_prompt, prompt_versions
+from srt_local.prompts import (
+    Prompt,
+    PromptSet,
+    build_prompt,
+    estimate_tokens,
+    load_prompt_set,
+)
+from srt_local.run.vocabulary import Outcome
+from srt_local.teacher_fit import TooLong, fit_request
 from srt_local.teachers.base import ReflectResult, TeacherCall, TeacherError, TeacherServerDown
 
 # A retry after an unparsable reply at temperature 0 needs some randomness to differ.
@@ -126,8 +136,15 @@ class ChatTeacher(ABC):
         self.reply_chars = Limits().reply_chars
         self.base_options = {**self.default_options, **spec.options.as_dict()}
         self.schema_chars = self.json_budget(self.base_options)
+        self.prompt_set = load_prompt_set(spec.prompts)
         self.key = teacher_key(
-            self.backend, model, model_digest, spec, self.base_options, self.key_extra()
+            self.backend,
+            model,
+            model_digest,
+            spec,
+            self.base_options,
+            self.key_extra(),
+            self.prompt_set,
         )
         self._streak: tuple[Any, ...] | None = None
         self._streak_length = 0
@@ -152,10 +169,23 @@ class ChatTeacher(ABC):
         """The total length json-mode strings are held to (None: unbounded)."""
         return None
 
+    async def count_messages(self, messages: list[dict[str, str]]) -> int:
+        """The prompt's tokens; a backend with the model's tokenizer at hand counts exactly."""
+        return estimate_tokens(messages)
+
+    async def count_text(self, text: str) -> int:
+        """A text's tokens (no chat template)."""
+        return max(0, estimate_tokens([{"content": text}]) - 4)
+
+    def context_budget(self) -> int:
+        """The most context a request may use: the configured num_ctx, unless the backend can
+        raise it for a long prompt (Ollama, up to max_num_ctx and the trained context)."""
+        return int(self.base_options.get("num_ctx", 8192))
+
     def options_for(self, reask: int) -> dict[str, Any]:
         """The options of the request after `reask` unparsable replies."""
         options = dict(self.base_options)
-        if reask:
+        if reask and self.spec.reask == "warmer":
             options["seed"] = options.get("seed", 0) + reask
             options["temperature"] = max(float(options.get("temperature", 0.0)), RETRY_TEMPERATURE)
         return options
@@ -165,13 +195,33 @@ class ChatTeacher(ABC):
 
         Raises TeacherError (carrying the calls made) when the teacher cannot go on at all.
         """
-        prompt = build_prompt(stage, pair, self.output_mode, self.schema_chars)
         result = ReflectResult()
+        fitted = await fit_request(
+            lambda p: build_prompt(stage, p, self.output_mode, self.schema_chars, self.prompt_set),
+            pair,
+            self.count_messages,
+            self.count_text,
+            self.context_budget(),
+            int(self.base_options.get("num_predict", 2048)),
+            self.spec.trim,
+        )
+        if isinstance(fitted, TooLong):
+            # Never sent: recorded as a call so the reason is kept with the sample.
+            prompt = build_prompt(stage, pair, self.output_mode, self.schema_chars, self.prompt_set)
+            now = datetime.now(UTC)
+            gen = Generation(error_kind="prompt_too_long", error_message=fitted.reason)
+            call = self._call(prompt, dict(self.base_options), gen, 1, now, now)
+            call.outcome = Outcome.TOO_LONG
+            result.calls.append(call)
+            result.outcome = Outcome.TOO_LONG
+            return result
+        prompt = fitted.prompt
         reasks = 0
         resends = 0
         reroutes = 0
         while True:
             options = self.options_for(reasks)
+            options["num_predict"] = fitted.num_predict
             asked = datetime.now(UTC)
             try:
                 gen = await self._send(prompt, options)
@@ -182,6 +232,9 @@ class ChatTeacher(ABC):
             finished = datetime.now(UTC)
             started = gen.started_at or asked
             call = self._call(prompt, options, gen, len(result.calls) + 1, started, finished)
+            if fitted.note:
+                call.options = {**options, "srt_trimmed": fitted.note}
+                call.prompt_truncated = True
             result.calls.append(call)
             self._count(gen, result.calls)
             if gen.error_kind is not None:
@@ -200,7 +253,14 @@ class ChatTeacher(ABC):
                 if gen.fatal:
                     raise TeacherError(gen.fatal, result.calls)
                 return result
-            parsed = unreadable or _parse(stage, self.output_mode, gen.text, pair, gen.hit_limit)
+            if unreadable is not None:
+                parsed = unreadable
+            elif stage == "merge":
+                parsed = parse_merge_reply(
+                    self.output_mode, gen.text, pair, hit_limit=gen.hit_limit
+                )
+            else:
+                parsed = _parse(stage, self.output_mode, gen.text, pair, gen.hit_limit)
             call.outcome = parsed.outcome
             call.reflection = parsed.reflection
             call.error_message = parsed.detail
@@ -345,18 +405,26 @@ def teacher_key(
     spec: TeacherSpec,
     options: dict[str, Any],
     extra: dict[str, Any] | None = None,
+    prompt_set: PromptSet | None = None,
 ) -> str:
     """A readable, stable fingerprint of everything that shapes the replies: backend, model and its
-    digest, prompt versions, output mode and options (not timeouts, concurrency or retries, so
-    raising max_attempts to retry failures keeps the replies already made)."""
-    identity = {
+    digest, the prompt set's versions (its content hash), output mode and options (not timeouts,
+    concurrency or retries, so raising max_attempts to retry failures keeps the replies already
+    made). The paper profile's greedy re-asks and reference trimming make other replies, so they
+    are part of it too (absent at their defaults, which keeps the default profile's keys)."""
+    identity: dict[str, Any] = {
         "backend": backend,
         "model": model,
         "digest": digest,
         "output": spec.output,
-        "prompts": list(prompt_versions(spec.output)),
+        # The set's content hash, not its name: a renamed, unchanged copy keeps the replies.
+        "prompts": (prompt_set or load_prompt_set(spec.prompts)).digest,
         "options": options,
         **(extra or {}),
     }
+    if spec.reask != "warmer":
+        identity["reask"] = spec.reask
+    if spec.trim != "fit":
+        identity["trim"] = spec.trim
     blob = json.dumps(identity, sort_keys=True).encode()
     return f"{backend}/{model}/{hashlib.sha256(blob).hexdigest()[:12]}"

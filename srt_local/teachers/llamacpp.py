@@ -73,6 +73,24 @@ class LlamaCppTeacher(ChatTeacher):
         closes its JSON within num_predict, where an unbounded string could run on."""
         return max(64, 3 * (int(options["num_predict"]) - 32))
 
+    async def count_messages(self, messages: list[dict[str, str]]) -> int:
+        """Exact: the GGUF's template and tokenizer (an estimate if the GGUF has no template)."""
+        llama = self._open_llama()
+        if self._formatter is None:
+            return await super().count_messages(messages)
+        tokens, _stop = await asyncio.to_thread(self._render(llama, messages))
+        return len(tokens)
+
+    async def count_text(self, text: str) -> int:
+        llama = self._open_llama()
+        tokens = await asyncio.to_thread(llama.tokenize, text.encode("utf-8"), False)
+        return len(tokens)
+
+    def _open_llama(self) -> Llama:
+        if self._llama is None:
+            raise TeacherError(f"the embedded teacher {self.name!r} is closed")
+        return self._llama
+
     async def aclose(self) -> None:
         # In a thread: closing waits for the decoder to leave its current step.
         await asyncio.to_thread(self._close)

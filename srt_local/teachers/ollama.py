@@ -241,6 +241,10 @@ class OllamaTeacher(ChatTeacher):
         self.num_ctx = num_ctx  # sticky: a smaller num_ctx later would reload the model again
         return {**options, "num_ctx": num_ctx, "num_predict": min(num_predict, num_ctx - need)}
 
+    def context_budget(self) -> int:
+        # num_ctx grows to fit a long prompt (`_size`): trim only beyond what it can reach.
+        return self.max_num_ctx
+
     def _limit_reason(self) -> str:
         trained = self.info.context_length
         if trained and trained <= self.spec.max_num_ctx:

@@ -195,6 +195,13 @@ class RunPane(Pane):
             yield Select([], prompt="dataset", compact=True, id="dataset")
             yield Select([], prompt="teacher", compact=True, id="teacher")
             yield Select([], prompt="student", compact=True, id="student")
+            yield Select(
+                [("profile default", "default"), ("profile paper", "paper")],
+                value="default",
+                allow_blank=False,
+                compact=True,
+                id="profile",
+            )
             yield Input(
                 placeholder="limit", type="integer", valid_empty=True, compact=True, id="limit"
             )
@@ -330,11 +337,13 @@ class RunPane(Pane):
         teacher = self.query_one("#teacher", Select).value
         student = self.query_one("#student", Select).value
         limit = self.query_one("#limit", Input).value.strip()
+        profile = self.query_one("#profile", Select).value
         return RunOptions(
             dataset=dataset,
             teacher=teacher if isinstance(teacher, str) else "auto",
             student=student if isinstance(student, str) else None,
             limit=int(limit) if limit and int(limit) > 0 else None,
+            profile=profile if isinstance(profile, str) else "default",
         )
 
     def action_start(self) -> None:

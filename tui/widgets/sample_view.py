@@ -46,6 +46,18 @@ def side(title: str, mine: VersionView, other: VersionView, style: str) -> Conte
     return Content.assemble(*parts)
 
 
+def original(d: SampleDetail, other: VersionView) -> Content:
+    """The imported original, and next to it the merged one (M) where the run made one."""
+    imported = d.versions["ori"]
+    if d.merged is None:
+        return side("original", imported, other, REMOVED)
+    return Content.assemble(
+        side("original (imported)", imported, d.merged, REMOVED),
+        "\n\n",
+        side("merged original M (the method's base)", d.merged, other, REMOVED),
+    )
+
+
 def headline(d: SampleDetail) -> Content:
     kept = "yes" if d.kept else "no"
     why = f"override {d.override}" if d.override else ("emitted" if d.emitted else "not emitted")
@@ -106,11 +118,11 @@ class SampleView(VerticalScroll):
         yield Static("", classes="critique", markup=False)
 
     def show(self, d: SampleDetail, kind: str | None) -> None:
-        ori = d.versions["ori"]
+        ori = d.base  # the merged original where the run made one (paper profile)
         self.query_one(".head", Static).update(headline(d))
         refl = d.versions.get(kind) if kind else None
         if refl is None:
-            self.query_one(".left", Static).update(side("original", ori, ori, REMOVED))
+            self.query_one(".left", Static).update(original(d, ori))
             failed = ", ".join(f"{k}: {o}" for k, o in sorted(d.failures.items()))
             self.query_one(".right", Static).update(
                 Content.assemble(
@@ -122,7 +134,7 @@ class SampleView(VerticalScroll):
             others = [k for k in d.reflected_kinds() if k != kind]
             more = f" · v: {', '.join(others)}" if others else ""
             title = f"reflected {kind}" + (" (final)" if kind == d.final_kind else "") + more
-            self.query_one(".left", Static).update(side("original", ori, refl, REMOVED))
+            self.query_one(".left", Static).update(original(d, refl))
             self.query_one(".right", Static).update(side(title, refl, ori, ADDED))
         self.query_one(".critique", Static).update(critiques(d))
         self.scroll_home(animate=False)
