@@ -15,6 +15,7 @@ from srt_local.importer import import_dataset
 from srt_local.pipeline import RunOptions, prepare_run, run_pipeline
 from srt_local.store import Store
 from tests.ollama_server import OllamaTestServer
+from tests.pairs import SIX_PAIRS
 
 HOSTILE = "<script>alert('pwned')</script>"
 PAIRS = [
@@ -23,24 +24,7 @@ PAIRS = [
         "input": "",
         "output": f"It runs a script: {HOSTILE} shows a box & <b>blocks</b> the page.",
     },
-    {"instruction": "List three primary colours.", "input": "", "output": "Red, blue, yellow."},
-    {"instruction": "What is 12 times 12?", "input": "", "output": "144."},
-    {
-        "instruction": "Summarise the text.",
-        "input": "Cats sleep a lot and hunt at dusk.",
-        "output": "Cats nap by day and hunt at dusk.",
-    },
-    {"instruction": "Suggest a name for a bakery.", "input": "", "output": "Rise & Shine."},
-    {
-        "instruction": "Why is the sky blue?",
-        "input": "",
-        "output": "Air scatters blue light more than red light.",
-    },
-    {
-        "instruction": "Write a haiku about rain.",
-        "input": "",
-        "output": "Soft rain on the roof / the garden drinks in silence / puddles hold the sky",
-    },
+    *SIX_PAIRS,
 ]
 
 

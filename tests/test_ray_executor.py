@@ -27,31 +27,13 @@ from srt_local.importer import import_dataset
 from srt_local.pipeline import RunOptions, prepare_run, run_pipeline
 from srt_local.store import Store
 from tests.ollama_server import OllamaTestServer
+from tests.pairs import SIX_PAIRS
 
 ray = pytest.importorskip("ray")  # the dev extra installs it; a bare install has no Ray
 from srt_local.executors import ray_scoring  # noqa: E402  (imports ray)
 
 REPO = Path(__file__).resolve().parents[1]
-PAIRS = [
-    {"instruction": "List three primary colours.", "input": "", "output": "Red, blue, yellow."},
-    {"instruction": "What is 12 times 12?", "input": "", "output": "144."},
-    {
-        "instruction": "Summarise the text.",
-        "input": "Cats sleep a lot and hunt at dusk.",
-        "output": "Cats nap by day and hunt at dusk.",
-    },
-    {"instruction": "Suggest a name for a bakery.", "input": "", "output": "Rise & Shine."},
-    {
-        "instruction": "Why is the sky blue?",
-        "input": "",
-        "output": "Air scatters blue light more than red light.",
-    },
-    {
-        "instruction": "Write a haiku about rain.",
-        "input": "",
-        "output": "Soft rain on the roof / the garden drinks in silence / puddles hold the sky",
-    },
-]
+PAIRS = SIX_PAIRS
 STUDENT = "smollm2-135m"  # the smaller embedded model: these runs score some 20 pairs each
 LOOPBACK_LISTEN = re.compile(r"^(127\.0\.0\.1|\[::ffff:127\.0\.0\.1\]|\[::1\]):\d+$")
 

@@ -21,27 +21,9 @@ from srt_local.importer import import_dataset
 from srt_local.pipeline import RunOptions, prepare_run, run_pipeline
 from srt_local.store import Store
 from tests.ollama_server import OllamaTestServer
+from tests.pairs import SIX_PAIRS
 
-PAIRS = [
-    {"instruction": "List three primary colours.", "input": "", "output": "Red, blue, yellow."},
-    {"instruction": "What is 12 times 12?", "input": "", "output": "144."},
-    {
-        "instruction": "Summarise the text.",
-        "input": "Cats sleep a lot and hunt at dusk.",
-        "output": "Cats nap by day and hunt at dusk.",
-    },
-    {"instruction": "Suggest a name for a bakery.", "input": "", "output": "Rise & Shine."},
-    {
-        "instruction": "Why is the sky blue?",
-        "input": "",
-        "output": "Air scatters blue light more than red light.",
-    },
-    {
-        "instruction": "Write a haiku about rain.",
-        "input": "",
-        "output": "Soft rain on the roof / the garden drinks in silence / puddles hold the sky",
-    },
-]
+PAIRS = SIX_PAIRS
 N_CALLS = 2 * len(PAIRS)  # one instruction and one response reflection per sample
 
 
