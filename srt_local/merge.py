@@ -61,7 +61,7 @@ def _json_text(reply: str) -> str | Parsed:
     if start < 0:
         return Parsed("parse_failed", detail="no JSON object in the reply")
     try:
-        value, _ = json.JSONDecoder().raw_decode(text[start:])
+        value, _ = json.JSONDecoder(strict=False).raw_decode(text[start:])
     except json.JSONDecodeError as exc:
         return Parsed("parse_failed", detail=f"not valid JSON: {exc}")
     item = value.get("merged_instruction") if isinstance(value, dict) else None

@@ -351,7 +351,8 @@ def _parse_json(stage: str, reply: str, pair: Pair, hit_limit: bool) -> Parsed:
             return Parsed("echo", detail="the reply repeats the prompt's instructions")
         return Parsed("parse_failed", detail="no JSON object in the reply")
     try:
-        value, _end = json.JSONDecoder().raw_decode(text[start:])
+        # strict=False: small models put raw newlines inside strings; the text is still meant.
+        value, _end = json.JSONDecoder(strict=False).raw_decode(text[start:])
     except json.JSONDecodeError as exc:
         cut = " (the reply hit the token limit)" if hit_limit else ""
         return Parsed("parse_failed", detail=f"not valid JSON{cut}: {exc}")

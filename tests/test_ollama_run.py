@@ -75,10 +75,10 @@ def test_a_lasting_500_pauses_the_run_with_its_cause_and_it_resumes(
         ((status, error),) = store.query("SELECT status, error FROM runs")
         assert status == "paused" and error == message
         failed = store.query("SELECT count(*) FROM teacher_calls WHERE error_kind = 'server_error'")
-        # The failed requests of the sample that paused the run are kept with their cause (the
-        # other worker's sample, cancelled mid-retry, is asked again on resume).
-        assert failed[0][0] == len(info.value.calls) >= 2
-        assert len(server.chat_requests) == 3  # 3 in a row, not 5 per sample for every sample
+        # Every request sent is kept with its cause, the other worker's included (it finishes the
+        # request it was waiting on, then sends nothing more); no sample's 5 retries are spent.
+        assert failed[0][0] == len(server.chat_requests) >= len(info.value.calls) >= 2
+        assert 3 <= len(server.chat_requests) <= 4
 
         server.up()
         run_id, summary = _run(store)

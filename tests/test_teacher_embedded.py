@@ -104,4 +104,5 @@ async def test_prompt_longer_than_the_context_fails_the_sample(embedded_spec: Te
     assert result.outcome == "too_long"  # final for this sample: the same prompt fails again
     (call,) = result.calls
     assert call.outcome == "too_long"
-    assert call.error_kind == "prompt_too_long" and "context window" in (call.error_message or "")
+    # Found before sending (srt_local.teacher_fit): even with the response cut, no room is left.
+    assert call.error_kind == "prompt_too_long" and "num_ctx=256" in (call.error_message or "")

@@ -359,6 +359,6 @@ def test_a_run_whose_host_dies_stores_every_call_once_with_its_host(
         timeout=120,
     )
     assert shown.returncode == 0, shown.stderr
-    assert "teacher hosts:" in shown.stderr
+    assert "teacher hosts:" in shown.stdout
     for host in status.hosts:
-        assert f"{host.host}: {host.calls} calls, {host.errors} errors" in shown.stderr
+        assert f"{host.host}: {host.calls} calls, {host.errors} errors" in shown.stdout

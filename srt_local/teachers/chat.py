@@ -99,6 +99,7 @@ class Generation:
     retryable: bool = False
     fatal: str | None = None  # a message for TeacherError after the retries are spent
     started_at: datetime | None = None  # when the request left the queue (None: when asked)
+    finished_at: datetime | None = None  # when the reply ended, where the backend knows (else: now)
     thinking: str | None = None
     thinking_tokens: int | None = None
     options: dict[str, Any] | None = None  # the options sent, when the backend changed them
@@ -148,6 +149,8 @@ class ChatTeacher(ABC):
         )
         self._streak: tuple[Any, ...] | None = None
         self._streak_length = 0
+        # Set once the server is found down: no other request is sent by this teacher.
+        self._down: str | None = None
 
     @abstractmethod
     async def _send(self, prompt: Prompt, options: dict[str, Any]) -> Generation:
@@ -222,6 +225,8 @@ class ChatTeacher(ABC):
         while True:
             options = self.options_for(reasks)
             options["num_predict"] = fitted.num_predict
+            if self._down is not None:
+                raise TeacherServerDown(self._down, result.calls)
             asked = datetime.now(UTC)
             try:
                 gen = await self._send(prompt, options)
@@ -229,7 +234,7 @@ class ChatTeacher(ABC):
                 # Raised before a request left (a pool with no host left): keep what was sent.
                 raise TeacherError(str(exc), [*result.calls, *exc.calls]) from None
             unreadable = _make_storable(gen)  # a reply that is not text fails this sample only
-            finished = datetime.now(UTC)
+            finished = gen.finished_at or datetime.now(UTC)
             started = gen.started_at or asked
             call = self._call(prompt, options, gen, len(result.calls) + 1, started, finished)
             if fitted.note:
@@ -291,13 +296,13 @@ class ChatTeacher(ABC):
         if self._streak_length >= self.retry.pause_after:
             n = self._streak_length
             self._streak, self._streak_length = None, 0
-            raise TeacherServerDown(
+            self._down = (
                 f"stopped after {n} failed requests in a row to {self.name!r} "
                 f"({self.model} at {self.host or self.backend}): {gen.error_message}. "
                 f"{_capital(self.advice(gen))}; then run the same command again: it resumes "
-                "where it stopped",
-                calls,
+                "where it stopped"
             )
+            raise TeacherServerDown(self._down, calls)
 
     async def ask(
         self, prompt: Prompt, options: dict[str, Any], attempt: int

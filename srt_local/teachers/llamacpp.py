@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -150,6 +151,12 @@ class LlamaCppTeacher(ChatTeacher):
         return render
 
     def _generation(self, done: Completion, prompt_tokens: int) -> Generation:
+        gen = self._outcome(done, prompt_tokens)
+        # The decoder's own clock: several sequences share it, so "now" here would overlap calls.
+        gen.finished_at = done.started_at + timedelta(milliseconds=done.elapsed_ms)
+        return gen
+
+    def _outcome(self, done: Completion, prompt_tokens: int) -> Generation:
         n_ctx = self.spec.options.num_ctx
         if done.finish == "error":
             kind = "prompt_too_long" if "context window" in (done.error or "") else "llama_error"
