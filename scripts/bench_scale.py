@@ -21,8 +21,8 @@ stays small: a child's peak RSS starts at its parent's):
 Targets (issue 13): import >= 50,000 records/s, peak RSS <= 1 GB for import and export, first
 Browse page <= 1 s, `srt status` <= 1 s.
 
-The Ray scoring throughput rows (1/2/4/8 workers) are not measured here yet: the Ray executor
-does not exist. TODO(ray executor): add them under `--ray`.
+With `--ray`, the Ray scoring throughput rows (1 and 2 workers of 1 thread, 4 and 8 where the
+cores exist) follow, printed by scripts/bench_ray.py in the same run.
 """
 
 from __future__ import annotations
@@ -231,7 +231,10 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=1_000_000)
     parser.add_argument("--dir", type=Path, default=None, help="work folder (default: a temp one)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
-    parser.add_argument("--ray", action="store_true", help="(not available yet) Ray scoring rows")
+    parser.add_argument(
+        "--ray", action="store_true", help="also the Ray scoring rows (scripts/bench_ray.py)"
+    )
+    parser.add_argument("--ray-pairs", type=int, default=32, help="pairs scored at each Ray width")
     parser.add_argument("--synthetic-run", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.synthetic_run:
@@ -317,12 +320,13 @@ def main() -> None:
         f"peak RSS {rss:,.0f} MB [{verdict(rss <= TARGETS['rss_mb'])}: <= 1 GB], "
         f"CPU {LAST_CPU[0]:.1f} s"
     )
-    # TODO(ray executor): scoring throughput with 1 and 2 Ray workers of 1 thread (1/2/4/8 where
-    # the cores exist), filled in by the Ray executor's change.
     print(f"machine       {os.cpu_count()} cores; {load()} at the end")
-    print("ray           not measured (see --ray)")
     if args.ray:
-        print("ray           --ray: the Ray executor does not exist yet; nothing to measure")
+        # Scoring on Ray actors: bench_ray.py prints its own rows (workers, pairs/s, efficiency).
+        bench_ray = Path(__file__).with_name("bench_ray.py")
+        subprocess.run([sys.executable, str(bench_ray), "--n", str(args.ray_pairs)], check=False)
+    else:
+        print("ray           not measured (add --ray)")
     if not args.keep and args.dir is None:
         shutil.rmtree(work, ignore_errors=True)
 
