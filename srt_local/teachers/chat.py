@@ -149,8 +149,10 @@ class ChatTeacher(ABC):
         )
         self._streak: tuple[Any, ...] | None = None
         self._streak_length = 0
-        # Set once the server is found down: no other request is sent by this teacher.
-        self._down: str | None = None
+        # Bumped when the server is found down: reflections begun before then send nothing more
+        # (a new one, once the user has fixed the server, goes ahead).
+        self._down_epoch = 0
+        self._down = ""
 
     @abstractmethod
     async def _send(self, prompt: Prompt, options: dict[str, Any]) -> Generation:
@@ -219,13 +221,14 @@ class ChatTeacher(ABC):
             result.outcome = Outcome.TOO_LONG
             return result
         prompt = fitted.prompt
+        epoch = self._down_epoch
         reasks = 0
         resends = 0
         reroutes = 0
         while True:
             options = self.options_for(reasks)
             options["num_predict"] = fitted.num_predict
-            if self._down is not None:
+            if self._down_epoch != epoch:
                 raise TeacherServerDown(self._down, result.calls)
             asked = datetime.now(UTC)
             try:
@@ -302,6 +305,7 @@ class ChatTeacher(ABC):
                 f"{_capital(self.advice(gen))}; then run the same command again: it resumes "
                 "where it stopped"
             )
+            self._down_epoch += 1
             raise TeacherServerDown(self._down, calls)
 
     async def ask(
