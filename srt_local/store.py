@@ -194,27 +194,10 @@ class Store:
                 raise
             self._con.execute("COMMIT")
 
-    @contextmanager
-    def registered(self, **tables: pa.Table) -> Iterator[None]:
-        """Arrow tables visible to SQL by these names for the block (and the lock held)."""
-        with self._lock:
-            for name, table in tables.items():
-                self._con.register(name, table)
-            try:
-                yield
-            finally:
-                for name in tables:
-                    self._con.unregister(name)
-
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         """One statement, in its own transaction."""
         with self.transaction() as con:
             con.execute(sql, params or [])
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """One statement for each row, all in one transaction."""
-        with self.transaction() as con:
-            con.executemany(sql, rows)
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock:
