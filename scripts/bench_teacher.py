@@ -102,6 +102,7 @@ async def bench_embedded(n: int, stage: str, widths: list[int]) -> dict[int, flo
     config = load_models()
     spec = config.teacher(config.defaults.embedded_teacher)
     rates: dict[int, float] = {}
+    cpus: dict[int, float] = {}
     replies: dict[int, list[str | None]] = {}
     for width in widths:
         teacher = await LlamaCppTeacher.open(spec, concurrency=width)
@@ -116,6 +117,7 @@ async def bench_embedded(n: int, stage: str, widths: list[int]) -> dict[int, flo
         tokens = sum(g.eval_count or 0 for g in gens)
         errors = sum(g.error_kind is not None for g in gens)
         rates[width] = n / wall
+        cpus[width] = cpu
         replies[width] = [g.text for g in gens]
         print(
             f"embedded {spec.name} ({spec.output}, num_predict {options['num_predict']}) "
@@ -123,11 +125,15 @@ async def bench_embedded(n: int, stage: str, widths: list[int]) -> dict[int, flo
             f"{tokens / wall:.1f} tokens/s, {tokens} tokens, CPU {cpu:.1f} s, errors {errors}"
         )
     first = widths[0]
+    cores = len(os.sched_getaffinity(0))
     for width in widths[1:]:
         same = replies[width] == replies[first]
+        # With every core busy all the time, concurrency `width` takes its CPU seconds / cores.
+        ceiling = (cpus[width] / cores) * rates[first] / n
         print(
             f"concurrency {width} vs {first}: {rates[width] / rates[first]:.2f}x replies/s; "
-            f"same replies: {'yes' if same else 'NO'}"
+            f"same replies: {'yes' if same else 'NO'}; the most {cores} cores allow at "
+            f"{width}'s CPU seconds: {1 / ceiling:.2f}x"
         )
     return rates
 

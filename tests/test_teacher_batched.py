@@ -172,12 +172,12 @@ async def test_a_failing_decoder_fails_its_requests_instead_of_hanging(
     spec: TeacherSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from srt_local.teachers import TeacherError
-    from srt_local.teachers.batched import BatchedDecoder
+    from srt_local.teachers.batched import _Lane
 
-    def broken(self: BatchedDecoder, *args: object) -> None:
+    def broken(self: _Lane, *args: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(BatchedDecoder, "_step", broken)
+    monkeypatch.setattr(_Lane, "_step", broken)
     teacher = await LlamaCppTeacher.open(spec, concurrency=2)
     try:
         prompt = build_prompt("response", PAIRS[0], "json", teacher.schema_chars)
@@ -191,3 +191,62 @@ async def test_a_failing_decoder_fails_its_requests_instead_of_hanging(
             await teacher._send(prompt, options)
     finally:
         await teacher.aclose()
+
+
+@pytest.mark.parametrize(
+    ("n_seq", "threads", "offloaded", "n_params", "sizes", "decode", "prompt"),
+    [
+        # A small model on a CPU: a lane per core, each decoding on one thread.
+        (4, 2, False, 135_000_000, (2, 2), 1, 1),
+        (1, 2, False, 135_000_000, (1,), 1, 2),
+        (3, 2, False, 135_000_000, (2, 1), 1, 1),
+        (2, 16, False, 135_000_000, (1, 1), 1, 8),
+        # A large model has enough work per node to share it between threads.
+        (2, 16, False, 8_000_000_000, (1, 1), 8, 8),
+        # On a GPU one lane batches everything.
+        (4, 2, True, 135_000_000, (4,), 2, 2),
+    ],
+)
+def test_lanes_follow_the_cores_and_the_device(
+    n_seq: int,
+    threads: int,
+    offloaded: bool,
+    n_params: int,
+    sizes: tuple[int, ...],
+    decode: int,
+    prompt: int,
+) -> None:
+    from srt_local.teachers.batched import LanePlan, plan_lanes
+
+    assert plan_lanes(n_seq, threads, offloaded, n_params) == LanePlan(sizes, decode, prompt)
+
+
+@pytest.mark.slow
+async def test_two_lanes_write_the_replies_of_one(
+    spec: TeacherSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrency 4 on 2 cores runs two lanes; their replies are one lane's, token for token."""
+    import srt_local.teachers.llamacpp as llamacpp
+
+    real = llamacpp.plan_lanes
+    plans: list[tuple[int, ...]] = []
+
+    def plan(n_seq: int, threads: int, offloaded: bool, n_params: int) -> object:
+        chosen = real(n_seq, 2, False, n_params)
+        plans.append(chosen.sizes)
+        return chosen
+
+    monkeypatch.setattr(llamacpp, "plan_lanes", plan)
+    teacher = await LlamaCppTeacher.open(spec, concurrency=4)
+    try:
+        two_lanes = await _replies(teacher)
+    finally:
+        await teacher.aclose()
+    monkeypatch.setattr(llamacpp, "plan_lanes", lambda n, t, o, p: real(n, 1, False, p))
+    teacher = await LlamaCppTeacher.open(spec, concurrency=4)
+    try:
+        one_lane = await _replies(teacher)
+    finally:
+        await teacher.aclose()
+    assert plans == [(2, 2)]
+    assert two_lanes == one_lane

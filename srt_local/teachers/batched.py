@@ -1,34 +1,38 @@
-"""Several replies at once from one llama.cpp model: continuous batching of parallel sequences.
+"""Several replies at once from one llama.cpp model: continuous batching over decode lanes.
 
-The embedded teacher's replies are a few hundred tokens each, and on a CPU one token of a small
-model costs about as much as four (reading the weights dominates, not the arithmetic). So a
-`BatchedDecoder` keeps up to `n_seq` requests in flight in one llama.cpp context: each request
-owns a sequence id and its own KV stream (n_ctx per sequence, `kv_unified` off), its prompt is
-evaluated on its own (after the prefix that the stream's previous prompt shares with it, as
-llama-cpp-python's own prompt cache does), and then every running sequence adds one token per
-`llama_decode` call. A finished sequence frees its stream at once and the next queued request
-takes it.
+The embedded teacher's replies are a few hundred tokens each. A `BatchedDecoder` keeps up to
+`n_seq` requests in flight. They are spread over *lanes*: a lane is one llama.cpp context driven
+by a thread of its own, holding a few sequences. Each request owns a sequence of a lane and its
+own KV stream (n_ctx per sequence, `kv_unified` off); its prompt is evaluated on its own (after
+the prefix that the stream's previous prompt shares with it, as llama-cpp-python's own prompt
+cache does), and then every running sequence of the lane adds one token per `llama_decode` call.
+A finished sequence frees its stream at once and the next queued request takes it.
+
+Why lanes (measured on 2 cores, SmolLM2-135M, `scripts/bench_teacher.py --embedded`): one token
+of a small model is about 700 tiny graph nodes. Split over two threads, every node ends in a
+barrier, and with OpenMP's passive waits (which the CLI sets so the student and the teacher can
+share the cores) a token took 22 ms on 2 threads against 9 ms on one. A second thread helps only
+when there is enough work per node: prompts (hundreds of tokens per decode) or a large model.
+So on a CPU a lane decodes with one thread, prompts use all of the lane's share of the cores,
+and the cores are filled by running one lane per core side by side (ctypes lets go of the GIL
+during `llama_decode`). On a GPU there is one lane: the device batches better than lanes would.
 
 Each sequence samples with its own sampler chain, built by llama-cpp-python's `Llama._init_sampler`
 (a private method of the pinned 0.3.36) with the arguments its chat completion would pass, so the
-penalties, the JSON-schema grammar, greedy or seeded sampling are the sequential path's own. Stop
+penalties, the JSON-schema grammar, greedy or seeded sampling are the sequential path's own
+(`_init_sampler` reads the shared Llama's seed, so lanes build samplers under one lock). Stop
 rules are create_completion's: an end-of-generation token, a stop string of the chat template,
-max_tokens (cut so that prompt + reply fit n_ctx).
+max_tokens (cut so that prompt + reply fit n_ctx). Greedy decoding under a grammar checks the
+grammar lazily (greedy_grammar.py).
 
-Greedy decoding under a grammar checks the grammar lazily (`_GreedyGrammar`): the grammar
-sampler tests every one of the ~49,000 candidate tokens against the grammar, which costs more than
-the model's forward pass for a small model (measured 11-22 ms against 8-12 ms of CPU per token on
-2 cores). The penalised argmax is tested alone first; only when the grammar refuses it is the
-grammar applied to every candidate. Greedy picks the best allowed token either way, so the reply
-is the same token for token.
+Determinism: on CPU, a sequence's logits do not depend on what else is in the batch, on its lane
+or on the thread count (every row of a matrix product is its own dot product, computed whole by
+one thread, and each sequence attends only to its own stream), so at temperature 0 the replies
+equal the sequential ones token for token; tests/test_teacher_batched.py checks this against
+create_chat_completion and across concurrency 1 and 4. On a GPU, cuBLAS picks kernels by batch
+size, so replies may differ in the last bits of the logits and then in a token.
 
-Determinism: on CPU, a sequence's logits do not depend on what else is in the batch (every row of
-a matrix product is its own dot product, and each sequence attends only to its own stream), so
-at temperature 0 the replies equal the sequential ones token for token; tests/test_teacher_batched.py
-checks this against create_chat_completion and across concurrency 1 and 4. On a GPU, cuBLAS picks
-kernels by batch size, so replies may differ in the last bits of the logits and then in a token.
-
-All llama.cpp calls run in one thread (the decoder's); asyncio callers wait on futures.
+Asyncio callers wait on futures; each lane's llama.cpp calls stay in that lane's thread.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ if TYPE_CHECKING:
 # llama-cpp-python's defaults for what a chat completion request leaves out.
 TOP_K, TOP_P, MIN_P, TYPICAL_P = 40, 0.95, 0.05, 1.0
 N_BATCH = 512  # Llama's default n_batch/n_ubatch: prompts are evaluated in chunks of this size
+# Below this many parameters a token is too little work to split over threads (see above).
+SMALL_MODEL_PARAMS = 1_000_000_000
 
 
 @dataclass
@@ -100,59 +106,146 @@ class _Seq:
     reason: str = ""  # why it finished
 
 
+@dataclass(frozen=True)
+class LanePlan:
+    """How a decoder spreads its sequences: `sizes[i]` sequences in lane i, each lane decoding
+    with `decode_threads` threads and evaluating prompts with `prompt_threads`."""
+
+    sizes: tuple[int, ...]
+    decode_threads: int
+    prompt_threads: int
+
+
+def plan_lanes(n_seq: int, threads: int, offloaded: bool, n_params: int) -> LanePlan:
+    """One lane per core on a CPU (up to one per sequence), one lane on a GPU."""
+    lanes = 1 if offloaded else max(1, min(n_seq, threads))
+    base, extra = divmod(n_seq, lanes)
+    sizes = tuple(base + (i < extra) for i in range(lanes))
+    share = max(1, threads // lanes)
+    decode = share if offloaded or n_params >= SMALL_MODEL_PARAMS else 1
+    return LanePlan(sizes=sizes, decode_threads=decode, prompt_threads=share)
+
+
 class BatchedDecoder:
-    """Runs up to `n_seq` completions at once on `llama`'s model, in a thread of its own."""
+    """Runs up to `n_seq` completions at once on `llama`'s model, in lanes of their own threads."""
 
-    def __init__(self, llama: Llama, n_seq: int, n_ctx_seq: int) -> None:
-        import llama_cpp
-        from llama_cpp import _internals
-
+    def __init__(self, llama: Llama, n_seq: int, n_ctx_seq: int, plan: LanePlan) -> None:
+        if sum(plan.sizes) != n_seq:
+            raise ValueError(f"the lane plan {plan.sizes} does not hold {n_seq} sequences")
         self.llama = llama
         self.n_seq = n_seq
         self.n_ctx_seq = n_ctx_seq
+        self.plan = plan
+        self.queue: queue.Queue[Request | None] = queue.Queue()
+        self.sampler_lock = threading.Lock()
+        self.closed = False
+        self.closed_why = "the embedded teacher was closed"  # what requests still running are told
+        self._lanes: list[_Lane] = []
+        try:
+            for index, size in enumerate(plan.sizes):
+                self._lanes.append(_Lane(self, index, size))
+        except BaseException:
+            self._free_lanes()
+            raise
+        for lane in self._lanes:
+            lane.thread.start()
+
+    def submit(self, request: Request) -> concurrent.futures.Future[Completion]:
+        if self.closed:
+            raise RuntimeError("the embedded teacher is closed")
+        self.queue.put(request)
+        return request.future
+
+    def close(self) -> None:
+        """Fail the running and queued requests (at the next token), free the contexts."""
+        if self.closed:
+            return
+        self.closed = True
+        for _ in self._lanes:
+            self.queue.put(None)  # wakes each lane that waits for work
+        for lane in self._lanes:
+            if lane.thread.is_alive():
+                lane.thread.join()
+        self.drain()  # anything submitted while the lanes were ending
+        self._free_lanes()
+
+    def _free_lanes(self) -> None:
+        for lane in self._lanes:
+            lane.free()
+        self._lanes = []
+
+    def drain(self, why: str = "the embedded teacher was closed") -> None:
+        """Fail every queued request; the wake-ups meant for other lanes stay queued."""
+        wakeups = 0
+        while True:
+            try:
+                request = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if request is None:
+                wakeups += 1
+            elif request.future.set_running_or_notify_cancel():
+                fail(request, why)
+        for _ in range(wakeups):
+            self.queue.put(None)
+
+
+def fail(request: Request, message: str) -> None:
+    if not request.future.done():
+        request.future.set_result(
+            Completion(
+                text="",
+                n_tokens=0,
+                finish="error",
+                started_at=datetime.now(UTC),
+                elapsed_ms=0.0,
+                error=message,
+            )
+        )
+
+
+class _Lane:
+    """One llama.cpp context and the thread that drives it: `n_seq` sequences, batched."""
+
+    def __init__(self, decoder: BatchedDecoder, index: int, n_seq: int) -> None:
+        import llama_cpp
+        from llama_cpp import _internals
+
+        self.decoder = decoder
+        self.llama = llama = decoder.llama
+        self.n_seq = n_seq
+        self.n_ctx_seq = decoder.n_ctx_seq
         params = llama_cpp.llama_context_default_params()
-        # Everything else as the Llama's own context (threads, KV types, attention), for the
-        # same numbers as its sequential path.
+        # Everything else as the Llama's own context (KV types, attention), for the same numbers
+        # as its sequential path.
         ctypes.memmove(
             ctypes.byref(params), ctypes.byref(llama.context_params), ctypes.sizeof(params)
         )
-        params.n_ctx = n_seq * n_ctx_seq
+        params.n_ctx = n_seq * self.n_ctx_seq
         params.n_seq_max = n_seq
         params.kv_unified = False  # one stream per sequence: no cross-sequence attention work
         params.n_batch = params.n_ubatch = N_BATCH
+        params.n_threads = decoder.plan.decode_threads
+        params.n_threads_batch = decoder.plan.prompt_threads
         self._ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
         self._batch = llama_cpp.llama_batch_init(max(N_BATCH, n_seq), 0, 1)
         self._eog = llama_cpp.llama_vocab_is_eog
         self._vocab = llama._model.vocab
         self._decode = llama_cpp.llama_decode
         self._seq_rm = llama_cpp.llama_memory_seq_rm
-        self._queue: queue.Queue[Request | None] = queue.Queue()
         # Per slot, the prompt whose KV is still in its cache.
         self._kept: list[list[int]] = [[] for _ in range(n_seq)]
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="llamacpp-teacher", daemon=True)
-        self._thread.start()
+        self.thread = threading.Thread(
+            target=self._run, name=f"llamacpp-teacher-{index}", daemon=True
+        )
 
-    def submit(self, request: Request) -> concurrent.futures.Future[Completion]:
-        if self._closed:
-            raise RuntimeError("the embedded teacher is closed")
-        self._queue.put(request)
-        return request.future
-
-    def close(self) -> None:
-        """Fail the running and queued requests (at the next token), free the context."""
+    def free(self) -> None:
         import llama_cpp
 
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)  # wakes the thread if it waits for work
-        self._thread.join()
-        self._drain()  # anything submitted while the thread was ending
-        llama_cpp.llama_batch_free(self._batch)
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
         self._ctx.close()
-
-    # ------------------------------------------------------------ the decoder thread
 
     def _run(self) -> None:
         running: dict[int, _Seq] = {}
@@ -161,24 +254,27 @@ class BatchedDecoder:
         except Exception as exc:
             # A bug must not leave callers waiting forever: fail everything (the error goes into
             # each call's stored error_message), take no more.
-            self._closed = True
+            why = f"the embedded teacher failed: {exc!r}"
+            self.decoder.closed_why = why  # the other lanes stop with this reason, too
+            self.decoder.closed = True
             for seq in list(running.values()):
-                self._fail(seq.request, f"the embedded teacher failed: {exc!r}")
-            self._drain(f"the embedded teacher failed: {exc!r}")
+                fail(seq.request, why)
+            self.decoder.drain(why)
 
     def _loop(self, running: dict[int, _Seq]) -> None:
         free = list(range(self.n_seq))
+        requests = self.decoder.queue
         while True:
-            if self._closed:
+            if self.decoder.closed:
                 for seq in list(running.values()):
-                    self._fail(seq.request, "the embedded teacher was closed")
+                    fail(seq.request, self.decoder.closed_why)
                     self._release(running, free, seq)
-                self._drain()
+                self.decoder.drain(self.decoder.closed_why)
                 return
             # Admit queued requests while streams are free; block only when idle.
-            while free and not self._closed:
+            while free and not self.decoder.closed:
                 try:
-                    request = self._queue.get(block=not running)
+                    request = requests.get(block=not running)
                 except queue.Empty:
                     break
                 if request is None:
@@ -196,15 +292,17 @@ class BatchedDecoder:
                     self._sample(seq, -1)
                 if seq.pending < 0 or self._check(seq):
                     self._finish(running, free, seq)
-            if running and not self._closed:
+            if running and not self.decoder.closed:
                 self._step(running, free)
 
     def _start(self, request: Request, slot: int) -> _Seq | None:
         from llama_cpp.llama_grammar import LlamaGrammar
 
+        from srt_local.teachers.greedy_grammar import GreedyGrammar
+
         n_prompt = len(request.tokens)
         if n_prompt >= self.n_ctx_seq:
-            self._fail(
+            fail(
                 request,
                 f"Requested tokens ({n_prompt}) exceed context window of {self.n_ctx_seq}",
             )
@@ -213,21 +311,23 @@ class BatchedDecoder:
         if request.schema is not None:
             grammar = LlamaGrammar.from_json_schema(json.dumps(request.schema), verbose=False)
         llama = self.llama
-        # _init_sampler reads the dist sampler's seed from the Llama, as create_completion sets it.
-        llama.set_seed(request.seed)
         lazy = grammar is not None and request.temperature == 0.0
-        sampler: Any = llama._init_sampler(
-            top_k=request.top_k if request.top_k is not None else TOP_K,
-            top_p=request.top_p if request.top_p is not None else TOP_P,
-            min_p=MIN_P,
-            typical_p=TYPICAL_P,
-            temp=request.temperature,
-            repeat_penalty=request.repeat_penalty,
-            grammar=None if lazy else grammar,
-        )
+        with self.decoder.sampler_lock:
+            # _init_sampler reads the dist sampler's seed from the shared Llama, as
+            # create_completion sets it.
+            llama.set_seed(request.seed)
+            sampler: Any = llama._init_sampler(
+                top_k=request.top_k if request.top_k is not None else TOP_K,
+                top_p=request.top_p if request.top_p is not None else TOP_P,
+                min_p=MIN_P,
+                typical_p=TYPICAL_P,
+                temp=request.temperature,
+                repeat_penalty=request.repeat_penalty,
+                grammar=None if lazy else grammar,
+            )
         if lazy:
             assert grammar is not None
-            sampler = _GreedyGrammar(llama, sampler, grammar)
+            sampler = GreedyGrammar(llama, sampler, grammar)
         # create_completion's cut: the prompt and the reply must fit the context.
         max_tokens = min(request.max_tokens, self.n_ctx_seq - n_prompt)
         now = time.monotonic()
@@ -268,7 +368,7 @@ class BatchedDecoder:
             rc = self._decode(self._ctx.ctx, b)
             if rc != 0:
                 self._seq_rm(self._ctx.memory, seq.slot, -1, -1)
-                self._fail(seq.request, f"llama_decode failed ({rc}) on the prompt")
+                fail(seq.request, f"llama_decode failed ({rc}) on the prompt")
                 return False
         seq.n_past = len(tokens)
         self._kept[seq.slot] = tokens
@@ -287,7 +387,7 @@ class BatchedDecoder:
         rc = self._decode(self._ctx.ctx, b)
         if rc != 0:
             for seq in seqs:
-                self._fail(seq.request, f"llama_decode failed ({rc})")
+                fail(seq.request, f"llama_decode failed ({rc})")
                 self._release(running, free, seq)
             return
         for i, seq in enumerate(seqs):
@@ -358,28 +458,6 @@ class BatchedDecoder:
         free.append(seq.slot)
         free.sort()
 
-    def _fail(self, request: Request, message: str) -> None:
-        if not request.future.done():
-            request.future.set_result(
-                Completion(
-                    text="",
-                    n_tokens=0,
-                    finish="error",
-                    started_at=datetime.now(UTC),
-                    elapsed_ms=0.0,
-                    error=message,
-                )
-            )
-
-    def _drain(self, why: str = "the embedded teacher was closed") -> None:
-        while True:
-            try:
-                request = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if request is not None and request.future.set_running_or_notify_cancel():
-                self._fail(request, why)
-
 
 def _common(a: list[int], b: list[int]) -> int:
     """The length of the common prefix of two token lists."""
@@ -402,72 +480,3 @@ def _open_character(piece: bytes, seq: _Seq) -> bool:
         elif byte >= 0xC0:
             seq.held = 1
     return seq.held > 0
-
-
-class _GreedyGrammar:
-    """Greedy sampling under a grammar that tests the grammar on the chosen token first.
-
-    `chain` is the request's chain without the grammar (penalties, greedy). The sequential chain
-    applies penalties, grammar, greedy; penalties and the grammar's masking commute (a masked logit
-    stays -inf under any penalty), so masking first and then running `chain` picks the same token.
-    """
-
-    def __init__(self, llama: Llama, chain: Any, grammar: Any) -> None:
-        import llama_cpp
-        import numpy as np
-
-        self._lib = llama_cpp
-        self._np = np
-        self.chain = chain
-        self.grammar = llama_cpp.llama_sampler_init_grammar(
-            llama._model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
-        )
-        n_vocab = llama.n_vocab()
-        self._ids = np.arange(n_vocab, dtype=np.int32)
-        self._cand = np.zeros(
-            n_vocab, dtype=np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
-        )
-        self._one = llama_cpp.llama_token_data()
-        self.full_masks = 0  # how often the grammar refused the argmax (for tests, benchmarks)
-        self.samples = 0
-
-    def _array(self, data: Any, size: int) -> Any:
-        lib = self._lib
-        return lib.llama_token_data_array(
-            data=ctypes.cast(data, lib.llama_token_data_p), size=size, selected=-1, sorted=False
-        )
-
-    def _fill(self, logits: Any) -> Any:
-        cand = self._cand
-        cand["id"] = self._ids
-        cand["logit"] = logits
-        cand["p"] = 0.0
-        return self._array(cand.ctypes.data, len(cand))
-
-    def sample(self, ctx: Any, index: int) -> int:
-        lib, np = self._lib, self._np
-        ptr = lib.llama_get_logits_ith(ctx.ctx, index)
-        logits = np.ctypeslib.as_array(ptr, shape=(len(self._cand),))
-        arr = self._fill(logits)
-        lib.llama_sampler_apply(self.chain.sampler, ctypes.byref(arr))
-        token = int(self._cand["id"][arr.selected])
-        one: Any = self._one
-        one.id, one.logit, one.p = token, float(self._cand["logit"][arr.selected]), 0.0
-        single = self._array(ctypes.addressof(one), 1)
-        lib.llama_sampler_apply(self.grammar, ctypes.byref(single))
-        self.samples += 1
-        if one.logit == float("-inf"):
-            self.full_masks += 1
-            arr = self._fill(logits)
-            lib.llama_sampler_apply(self.grammar, ctypes.byref(arr))
-            lib.llama_sampler_apply(self.chain.sampler, ctypes.byref(arr))
-            token = int(self._cand["id"][arr.selected])
-        lib.llama_sampler_accept(self.chain.sampler, token)
-        lib.llama_sampler_accept(self.grammar, token)
-        return token
-
-    def close(self) -> None:
-        self.chain.close()
-        if self.grammar is not None:
-            self._lib.llama_sampler_free(self.grammar)
-            self.grammar = None

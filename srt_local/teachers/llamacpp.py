@@ -2,8 +2,8 @@
 
 The model's own chat template (from the GGUF) formats the messages; json mode constrains decoding
 with a grammar built from the reply's JSON schema. Replies are written `concurrency` at once by a
-BatchedDecoder (batched.py) in its own thread, so the event loop stays free and the model's
-context is only ever used by that thread.
+BatchedDecoder (batched.py) in threads of its own, so the event loop stays free and each of the
+model's contexts is only ever used by one thread.
 """
 
 from __future__ import annotations
@@ -19,10 +19,17 @@ from srt_local.config import TeacherSpec
 from srt_local.model_files import file_sha256, read_gguf_info, resolve_gguf
 from srt_local.prompts import Prompt
 from srt_local.teachers.base import TeacherError
-from srt_local.teachers.batched import N_BATCH, BatchedDecoder, Completion, Request
+from srt_local.teachers.batched import (
+    N_BATCH,
+    BatchedDecoder,
+    Completion,
+    LanePlan,
+    Request,
+    plan_lanes,
+)
 from srt_local.teachers.chat import ChatTeacher, Generation, reply_too_long
 
-# Sequences decoded at once when models.toml says 0. On a CPU four cost little more than one.
+# Sequences decoded at once when models.toml says 0: two per lane on a 2-core CPU.
 DEFAULT_CONCURRENCY = 4
 
 if TYPE_CHECKING:
@@ -39,7 +46,7 @@ def default_threads() -> int:
 
 class LlamaCppTeacher(ChatTeacher):
     """Reflections from a GGUF chat model run by llama-cpp-python, `concurrency` at once (each
-    in its own sequence of one batched context, see batched.py)."""
+    in its own sequence of a batched context, one context per core on a CPU: batched.py)."""
 
     backend = "llamacpp"
     # llama-cpp-python's default (1.0) lets a small model loop; 1.1 is Ollama's default.
@@ -53,7 +60,7 @@ class LlamaCppTeacher(ChatTeacher):
         self._llama: Llama | None = llama
         self._formatter = _formatter(llama)
         self._decoder: BatchedDecoder | None = BatchedDecoder(
-            llama, self.concurrency, spec.options.num_ctx
+            llama, self.concurrency, spec.options.num_ctx, _lane_plan(llama, spec, self.concurrency)
         )
 
     @classmethod
@@ -224,6 +231,15 @@ def _load(path: Path, spec: TeacherSpec) -> Llama:
         )
     except (ValueError, RuntimeError) as exc:
         raise TeacherError(f"{path}: llama.cpp cannot load this model: {exc}") from None
+
+
+def _lane_plan(llama: Llama, spec: TeacherSpec, concurrency: int) -> LanePlan:
+    """Lanes by where the model runs: offloaded to a GPU, or on the CPU's cores."""
+    import llama_cpp
+
+    offloaded = spec.n_gpu_layers != 0 and bool(llama_cpp.llama_supports_gpu_offload())
+    threads = spec.n_threads or default_threads()
+    return plan_lanes(concurrency, threads, offloaded, llama._model.n_params())
 
 
 def _formatter(llama: Llama) -> Any:
