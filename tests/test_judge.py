@@ -107,7 +107,8 @@ def test_known_verdicts_give_the_expected_win_rate_and_interval(db: Path, tmp_pa
     outcomes = [expected_outcome(ins) for _, ins in kept]
     scores = [OUTCOME_SCORE[o] for o in outcomes]
     expected_rate = sum(scores) / len(scores)
-    expected_low, expected_high = bootstrap_interval(scores, seed=5)
+    # --seed draws the random control; against the original the bootstrap's seed is 0.
+    expected_low, expected_high = bootstrap_interval(scores, seed=0)
     assert expected_low < expected_rate < expected_high
 
     with JudgeTestServer(rule=known_rule) as server:
@@ -124,7 +125,7 @@ def test_known_verdicts_give_the_expected_win_rate_and_interval(db: Path, tmp_pa
     )
     assert figures["win_rate"] == expected_rate
     assert figures["ci95"] == [expected_low, expected_high]
-    assert figures["bootstrap"] == {"seed": 5, "resamples": 2000}
+    assert figures["bootstrap"] == {"seed": 0, "resamples": 2000}
     n_biased = sum("12 times" in ins for _, ins in kept)
     assert figures["position_consistency"] == pytest.approx(1 - n_biased / len(kept))
 
@@ -154,9 +155,9 @@ def test_known_verdicts_give_the_expected_win_rate_and_interval(db: Path, tmp_pa
     assert json.loads(first["messages"])[1]["content"].startswith("Here are two examples")
     assert first["prompt_version"].startswith("judge-")
 
-    # The report holds the same figures, exactly.
+    # The report holds the same figures, exactly, with no seed to repeat.
     html_path = tmp_path / "report.html"
-    rep = srt("report", "1", "--out", str(html_path), "--seed", "5", "--db", str(db))
+    rep = srt("report", "1", "--out", str(html_path), "--db", str(db))
     assert rep.returncode == 0, rep.stderr
     page = Figures()
     page.feed(html_path.read_text(encoding="utf-8"))
@@ -191,6 +192,8 @@ def test_report_holds_every_figure_offline_with_text_escaped(db: Path, tmp_path:
             host=server.url,
         )
         assert out.returncode == 0, out.stderr
+    random_figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert random_figures["bootstrap"]["seed"] == 11
     html_path = tmp_path / "out" / "report.html"
     rep = srt("report", "1", "--out", str(html_path), "--db", str(db))
     assert rep.returncode == 0, rep.stderr
@@ -222,6 +225,11 @@ def test_report_holds_every_figure_offline_with_text_escaped(db: Path, tmp_path:
     assert "IFD: original vs reflected instruction" in text and "r-IFD: base vs reflected" in text
     assert "winrate-original" in page.figures and "winrate-random" in page.figures
     assert "Random draw seed 11" in text
+    # The interval `srt judge` printed for the random draw, not one of another bootstrap seed.
+    random_rate = page.figures["winrate-random"]
+    assert [float(random_rate["data-low"]), float(random_rate["data-high"])] == random_figures[
+        "ci95"
+    ]
     assert text.count('class="pair"') >= 3, "examples side by side"
 
 

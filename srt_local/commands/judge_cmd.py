@@ -105,7 +105,7 @@ def judge(
             )
         found = [
             c
-            for c in judged_comparisons(store, run_id, boot_seed=seed)
+            for c in judged_comparisons(store, run_id)
             if c.judge_key == summary.judge_key and c.against == against and c.seed == summary.seed
         ]
     for comparison in found:

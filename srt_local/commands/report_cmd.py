@@ -21,10 +21,14 @@ from srt_local.store import Store
     help="The HTML file to write.",
 )
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap intervals."
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed of the bootstrap intervals (default: each comparison's own, as `srt judge` "
+    "prints them: its random draw's seed, 0 against the original).",
 )
 @db_option
-def report(run_id: int, out: Path, seed: int, db_path: Path | None) -> None:
+def report(run_id: int, out: Path, seed: int | None, db_path: Path | None) -> None:
     """Write run RUN's report to --out: settings and provenance, branch counts, IFD and r-IFD
     distributions with the thresholds, kept and rejected, the judge's win rates with their
     intervals, and examples side by side. One file, no script, nothing fetched when opened.

@@ -24,9 +24,11 @@ class JudgedComparison:
 
 
 def judged_comparisons(
-    store: Store, run_id: int, boot_seed: int = 0, n_boot: int = N_BOOT
+    store: Store, run_id: int, boot_seed: int | None = None, n_boot: int = N_BOOT
 ) -> list[JudgedComparison]:
-    """Every comparison stored for the run, original before random; bootstrap seeded `boot_seed`."""
+    """Every comparison stored for the run, original before random. The bootstrap is seeded
+    `boot_seed`, or else by the comparison's own seed (the random draw's; 0 against the
+    original), so `srt judge` and `srt report` print the same intervals for the same data."""
     groups = store.query(
         "SELECT against, judge_key, seed, count(DISTINCT sample_id) FROM judgements "
         "WHERE run_id = ? GROUP BY against, judge_key, seed "
@@ -58,6 +60,7 @@ def judged_comparisons(
             "WHERE run_id = ? AND judge_key = ? ORDER BY 1",
             [run_id, key],
         )
+        boot = int(seed) if boot_seed is None else boot_seed
         found.append(
             JudgedComparison(
                 run_id=run_id,
@@ -67,8 +70,8 @@ def judged_comparisons(
                 judge=", ".join(str(n[0]) for n in names) or str(key),
                 samples=samples,
                 incomplete=incomplete,
-                summary=summarise(samples, boot_seed, n_boot),
-                boot_seed=boot_seed,
+                summary=summarise(samples, boot, n_boot),
+                boot_seed=boot,
             )
         )
     return found

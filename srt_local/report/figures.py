@@ -71,7 +71,7 @@ def _column(store: Store, sql: str, run_id: int) -> list[float]:
     ]
 
 
-def gather(store: Store, run_id: int, boot_seed: int = 0) -> ReportData:
+def gather(store: Store, run_id: int, boot_seed: int | None = None) -> ReportData:
     """The report's figures for one run (ReportError if there is no such run)."""
     runs = store.query_dicts(
         "SELECT r.*, d.name AS dataset, d.source_path, d.source_sha256, d.n_imported "
