@@ -517,6 +517,9 @@ def _handler_for(server: OllamaTestServer) -> type[BaseHTTPRequestHandler]:
                             return False
                     except OSError:
                         return False
+            if server._stop.is_set():
+                self._drop()  # a server stopped mid-request cuts it, as a killed Ollama does
+                return False
             return True
 
         def _drop(self) -> None:

@@ -313,6 +313,9 @@ def test_a_run_whose_host_dies_stores_every_call_once_with_its_host(
     )
     config = load_models(models)
     dying = servers[2]
+    # Slow answers from the dying host: its third request is still in flight when it dies, however
+    # late a loaded machine runs the killer.
+    dying.latency = 3.0
 
     def kill_mid_run() -> None:
         while len(dying.chat_requests) < 3:

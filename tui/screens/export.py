@@ -107,6 +107,7 @@ class ExportPane(RunViewPane):
         out = self.query_one("#out", Input)
         with out.prevent(Input.Changed):
             out.value = default_path(run_id if isinstance(run_id, int) else None, fmt)
+            out.cursor_position = len(out.value)  # at the end, wherever the last value left it
 
     @on(Input.Changed, "#out")
     def path_edited(self) -> None:
