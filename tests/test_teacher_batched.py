@@ -155,11 +155,15 @@ async def test_warm_retry_samples_under_the_grammar(spec: TeacherSpec) -> None:
         assert set(json.loads(gen.text or "")) == {"critique", "better_answer"}
 
 
-async def test_closing_fails_queued_requests_instead_of_hanging(spec: TeacherSpec) -> None:
-    teacher = await LlamaCppTeacher.open(spec, concurrency=1)
+@pytest.mark.parametrize("concurrency", [1, 4])
+async def test_closing_fails_queued_requests_instead_of_hanging(
+    spec: TeacherSpec, concurrency: int
+) -> None:
+    # At 4, on 2 or more cores: several lanes, each told to stop once.
+    teacher = await LlamaCppTeacher.open(spec, concurrency=concurrency)
     prompt = build_prompt("response", PAIRS[0], "json", teacher.schema_chars)
     options = teacher.options_for(0) | {"num_predict": 8}
-    sends = [asyncio.create_task(teacher._send(prompt, options)) for _ in range(3)]
+    sends = [asyncio.create_task(teacher._send(prompt, options)) for _ in range(concurrency + 2)]
     await asyncio.sleep(0.2)
     await teacher.aclose()
     gens = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), 60)
