@@ -8,7 +8,7 @@ from typing import Any
 
 from srt_local.host_stats import HostStats
 from srt_local.review import KEPT_SQL
-from srt_local.run.vocabulary import STORED_STAGES, Kind, Stage
+from srt_local.run.vocabulary import STORED_STAGES, Kind, Stage, failure_name
 from srt_local.run.vocabulary import RunStatus as Status
 from srt_local.store import Store
 
@@ -115,7 +115,7 @@ def run_status(store: Store, run_id: int) -> RunStatus:
         f"AND {in_run} GROUP BY ALL ORDER BY ALL",
         [*cte_params, key, *in_params],
     ):
-        failures[f"reflection {kind}: {outcome}"] = int(k)
+        failures[failure_name(kind, outcome)] = int(k)
     student = [run["student_sha256"], run["template"], run["max_tokens"]]
     # Failed scores are few: look for them first, and join the run's versions only if any exist.
     bad_scores = (

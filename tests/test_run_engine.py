@@ -23,6 +23,7 @@ from srt_local.run.context import open_context
 from srt_local.run.protocols import Reflector, Scorer
 from srt_local.run.repository import RunRepository, RunRow, RunSettings
 from srt_local.run.vocabulary import Kind, RunStatus, Stage
+from srt_local.run_status import run_status
 from srt_local.store import Store
 from srt_local.teachers.base import ReflectResult, TeacherError
 from tests.fakes import (
@@ -195,8 +196,10 @@ def test_failed_reflection_is_final(tmp_path: Path, config: ModelsConfig) -> Non
 
     summary = execute(store, run_id, config, FakeReflector(rule), FakeScorer())
     assert summary.status == "done"
-    assert summary.failures == {"reflection parse_failed": 1}
+    assert summary.failures == {"reflection Q: parse_failed": 1}
     assert store.query("SELECT kind, outcome FROM reflection_failures") == [("Q", "parse_failed")]
+    # `srt status` names it the same way.
+    assert run_status(store, run_id).failures == summary.failures
     branch, _ = decisions(store, run_id)[bad.instruction]
     assert branch in ("A", "ori")  # the original instruction stays
     # A resumed (here: re-requested) run never asks again for what failed for good.
@@ -216,7 +219,7 @@ def test_transport_errors_leave_the_sample_for_the_next_run(
 
     summary = execute(store, run_id, config, FakeReflector(rule), FakeScorer())
     assert summary.status == "incomplete"
-    assert summary.failures == {"teacher timeout": 1}
+    assert summary.failures == {"teacher call: timeout": 1}
     assert flaky.instruction not in decisions(store, run_id)
     assert store.query("SELECT count(*) FROM reflection_failures")[0][0] == 0
     calls = store.query("SELECT outcome, error_kind, count(*) FROM teacher_calls GROUP BY ALL")
@@ -386,13 +389,13 @@ def test_progress_is_throttled_and_estimates_the_rest() -> None:
     now[0] = 102.1
     tracker.advance(Stage.DECISION)  # within 0.25 s: held back
     assert len(seen) == 1
-    tracker.fail(Stage.DECISION, "teacher timeout")
+    tracker.fail(Stage.DECISION, "teacher call: timeout")
     tracker.emit(force=True)
     last = seen[-1]
     decision = last.stages[-1]
-    assert (decision.done, decision.failed) == (4, {"teacher timeout": 1})
+    assert (decision.done, decision.failed) == (4, {"teacher call: timeout": 1})
     assert last.tokens_per_s == pytest.approx(500 / 2.1)
     assert last.calls_per_s == pytest.approx(4 / 2.1)
     # 2 decided in 2.1 s, 5 left (10 - 4 done - 1 abandoned)
     assert last.eta_s == pytest.approx(5 * 2.1 / 2)
-    assert tracker.failures() == {"teacher timeout": 1}
+    assert tracker.failures() == {"teacher call: timeout": 1}

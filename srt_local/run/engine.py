@@ -294,7 +294,7 @@ class _Workers:
                     tracker.emit(force=True)
             if isinstance(result, Unavailable):
                 self.abandoned += 1
-                tracker.fail(Stage.DECISION, f"teacher {result.error_kind}")
+                tracker.fail(Stage.DECISION, f"teacher call: {result.error_kind}")
                 tracker.emit()
                 continue
             self.repo.save_decision(context.run.run_id, sid, result)

@@ -20,7 +20,15 @@ from srt_local.pairs import Pair
 from srt_local.run.progress import ProgressTracker
 from srt_local.run.protocols import Reflector, Scorer
 from srt_local.run.repository import RunRepository, StoredWork
-from srt_local.run.vocabulary import RESPONSE_OF, Kind, Outcome, Profile, Stage, teacher_stage
+from srt_local.run.vocabulary import (
+    RESPONSE_OF,
+    Kind,
+    Outcome,
+    Profile,
+    Stage,
+    failure_name,
+    teacher_stage,
+)
 from srt_local.teachers.base import ReflectResult, TeacherError
 
 
@@ -176,12 +184,12 @@ async def process_sample(
         if isinstance(merged, Made):
             ori, ori_kind = merged, Kind.M
         else:
-            tracker.fail(Stage.INSTRUCTION_REFLECTION, f"merge {merged.outcome}")
+            tracker.fail(Stage.INSTRUCTION_REFLECTION, failure_name(Kind.M, merged.outcome))
     q = await reflections.get(sample_id, Kind.Q, ori_kind, ori.pair)
     if isinstance(q, Unavailable):
         return q
     if isinstance(q, Failed):
-        tracker.fail(Stage.INSTRUCTION_REFLECTION, f"reflection {q.outcome}")
+        tracker.fail(Stage.INSTRUCTION_REFLECTION, failure_name(Kind.Q, q.outcome))
     tracker.advance(Stage.INSTRUCTION_REFLECTION)
     pause_point()
 
@@ -201,7 +209,9 @@ async def process_sample(
         if isinstance(extra, Unavailable):
             return extra
     if isinstance(reflected, Failed):
-        tracker.fail(Stage.RESPONSE_REFLECTION, f"reflection {reflected.outcome}")
+        tracker.fail(
+            Stage.RESPONSE_REFLECTION, failure_name(RESPONSE_OF[base_kind], reflected.outcome)
+        )
     tracker.advance(Stage.RESPONSE_REFLECTION)
     pause_point()
 

@@ -120,3 +120,8 @@ class Override(StrEnum):
 
     ACCEPT = "accept"
     REJECT = "reject"
+
+
+def failure_name(kind: str, outcome: str) -> str:
+    """How a reflection that failed for good is named, in the run summary and in `srt status`."""
+    return f"reflection {kind}: {outcome}"
