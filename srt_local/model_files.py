@@ -131,44 +131,13 @@ _GGUF_TYPES = {
 
 def read_gguf_info(path: Path) -> GGUFInfo:
     """Architecture, context length and vocabulary size from a GGUF header, without loading it."""
-    meta: dict[str, object] = {}
-    vocab: int | None = None
-    with path.open("rb") as fh:
-        if fh.read(4) != b"GGUF":
-            raise ModelFileError(f"{path}: not a GGUF file")
-        version, _n_tensors, n_kv = struct.unpack("<IQQ", fh.read(20))
-        if version < 2:
-            raise ModelFileError(f"{path}: GGUF version {version} is too old")
-
-        def read_str() -> str:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            return fh.read(n).decode("utf-8", errors="replace")
-
-        def read_value(kind: int) -> object:
-            if kind in _GGUF_TYPES:
-                fmt = _GGUF_TYPES[kind]
-                return struct.unpack(fmt, fh.read(struct.calcsize(fmt)))[0]
-            if kind == 8:
-                return read_str()
-            if kind == 9:
-                (item_kind,) = struct.unpack("<I", fh.read(4))
-                (count,) = struct.unpack("<Q", fh.read(8))
-                if item_kind in _GGUF_TYPES:
-                    fh.seek(count * struct.calcsize(_GGUF_TYPES[item_kind]), 1)
-                else:
-                    for _ in range(count):
-                        read_value(item_kind)
-                return count
-            raise ModelFileError(f"{path}: unknown GGUF value type {kind}")
-
-        for _ in range(n_kv):
-            key = read_str()
-            (kind,) = struct.unpack("<I", fh.read(4))
-            value = read_value(kind)
-            if key == "tokenizer.ggml.tokens":
-                vocab = int(value)  # type: ignore[call-overload]
-            elif kind != 9:
-                meta[key] = value
+    try:
+        meta, vocab = _read_header(path)
+    except (struct.error, EOFError, OverflowError, MemoryError, RecursionError, ValueError) as exc:
+        # A truncated or crafted header: one line naming the file, never a traceback.
+        raise ModelFileError(
+            f"{path}: not a valid GGUF (its header is truncated or corrupt: {exc})"
+        ) from None
     arch = str(meta.get("general.architecture", "unknown"))
     ctx = meta.get(f"{arch}.context_length")
     return GGUFInfo(
@@ -181,3 +150,56 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         if "tokenizer.ggml.add_bos_token" in meta
         else None,
     )
+
+
+def _read_header(path: Path) -> tuple[dict[str, object], int | None]:
+    meta: dict[str, object] = {}
+    vocab: int | None = None
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+
+        def read(n: int) -> bytes:
+            # Lengths come from the file: none may reach past its end (nor allocate beyond it).
+            if n > size - fh.tell():
+                raise EOFError(f"a field of {n} bytes at offset {fh.tell()} runs past the end")
+            return fh.read(n)
+
+        if read(4) != b"GGUF":
+            raise ModelFileError(f"{path}: not a GGUF file")
+        version, _n_tensors, n_kv = struct.unpack("<IQQ", read(20))
+        if version < 2:
+            raise ModelFileError(f"{path}: GGUF version {version} is too old")
+
+        def read_str() -> str:
+            (n,) = struct.unpack("<Q", read(8))
+            return read(n).decode("utf-8", errors="replace")
+
+        def read_value(kind: int) -> object:
+            if kind in _GGUF_TYPES:
+                fmt = _GGUF_TYPES[kind]
+                return struct.unpack(fmt, read(struct.calcsize(fmt)))[0]
+            if kind == 8:
+                return read_str()
+            if kind == 9:
+                (item_kind,) = struct.unpack("<I", read(4))
+                (count,) = struct.unpack("<Q", read(8))
+                if item_kind in _GGUF_TYPES:
+                    skip = count * struct.calcsize(_GGUF_TYPES[item_kind])
+                    if skip > size - fh.tell():
+                        raise EOFError(f"an array of {count} values runs past the end")
+                    fh.seek(skip, 1)
+                else:
+                    for _ in range(count):
+                        read_value(item_kind)
+                return count
+            raise ModelFileError(f"{path}: unknown GGUF value type {kind}")
+
+        for _ in range(n_kv):
+            key = read_str()
+            (kind,) = struct.unpack("<I", read(4))
+            value = read_value(kind)
+            if key == "tokenizer.ggml.tokens":
+                vocab = int(value)  # type: ignore[call-overload]
+            elif kind != 9:
+                meta[key] = value
+    return meta, vocab

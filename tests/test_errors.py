@@ -3,6 +3,7 @@ place, as one literal line on stderr with no traceback."""
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,40 @@ def test_an_error_from_the_engine_reaches_the_user_unchanged(tmp_path: Path) -> 
         result.stderr.strip()
         == f"error: {db}: no store here yet (run `srt import` or `srt demo` first)"
     )
+
+
+def _gguf(*fields: bytes) -> bytes:
+    return b"GGUF" + b"".join(fields)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        _gguf(b"\x03\x00\x00\x00garbage"),  # the header's counts cut short
+        _gguf(struct.pack("<IQQ", 3, 0, 1), struct.pack("<Q", 10**12)),  # a 1 TB key
+        _gguf(struct.pack("<IQQ", 3, 0, 1), struct.pack("<Q", 1), b"k", b"\x08\x00"),
+        # an array of a billion integers in a file of a few bytes
+        _gguf(
+            struct.pack("<IQQ", 3, 0, 1),
+            struct.pack("<Q", 1),
+            b"k",
+            struct.pack("<IIQ", 9, 4, 10**9),
+        ),
+    ],
+)
+def test_a_corrupt_gguf_header_is_one_line_naming_the_file(tmp_path: Path, content: bytes) -> None:
+    from srt_local.model_files import read_gguf_info
+
+    path = tmp_path / "student.gguf"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError, match=r"student\.gguf: not a valid GGUF"):
+        read_gguf_info(path)
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"instruction": "a", "input": "", "output": "b"}\n')
+    db = tmp_path / "srt.duckdb"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["import", str(data), "--db", str(db)]).exit_code == 0
+    result = runner.invoke(cli, ["run", "pairs", "--student", str(path), "--db", str(db)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "student.gguf: not a valid GGUF" in result.output
