@@ -133,6 +133,42 @@ def test_sql_json_and_csv_give_the_stored_text_back_exactly(hostile_db: Path) ->
     assert result.exit_code == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert rows == pairs()
+    assert_terminal_safe(result.stdout)  # escaped (\u001b, \u202e...), so safe to print
+
+
+def test_sql_csv_on_a_terminal_shows_stand_ins_and_piped_keeps_the_bytes(hostile_db: Path) -> None:
+    import csv
+    import io
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "srt_local.cli", "sql", "SELECT instruction FROM samples"]
+    args += ["--format", "csv", "--db", str(hostile_db)]
+    piped = subprocess.run(args, capture_output=True, timeout=120)
+    assert piped.returncode == 0, piped.stderr
+    rows = list(csv.reader(io.StringIO(piped.stdout.decode("utf-8", "surrogatepass"))))
+    assert sorted(r[0] for r in rows[1:]) == sorted(p["instruction"] for p in pairs())
+    main, child = pty.openpty()
+    with subprocess.Popen(args, stdout=child, stderr=subprocess.DEVNULL) as proc:
+        os.close(child)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert proc.wait(timeout=120) == 0
+    os.close(main)
+    # CSV ends rows with CRLF, and the terminal turns each LF into CRLF once more.
+    text = shown.decode("utf-8", "surrogatepass").replace("\r\r\n", "\n").replace("\r\n", "\n")
+    assert_terminal_safe(text)
+    for mark in VISIBLE_MARKS.values():
+        assert mark in text, mark
 
 
 def test_typed_sql_text_is_not_markup(hostile_db: Path) -> None:

@@ -48,15 +48,17 @@ def warn(message: str) -> None:
     err_console.print(Text.assemble(("warning: ", "yellow"), visible(message)))
 
 
-# A lone surrogate cannot be written as UTF-8; as its JSON escape it reads back the same string.
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# What json.dumps leaves raw with ensure_ascii off but a terminal would act on: DEL, C1 controls
+# (0x9b is a CSI), bidi controls, and lone surrogates (which cannot even be encoded).
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def json_text(value: Any, **kwargs: Any) -> str:
-    """`value` as JSON with text kept readable (ensure_ascii off) and lone surrogates escaped, so
-    the result is valid UTF-8 and json.loads gives back exactly `value`."""
+    """`value` as JSON with text kept readable (ensure_ascii off) and every character a terminal
+    would act on escaped as \\uXXXX (json.dumps escapes C0 itself), so the result is valid UTF-8,
+    safe to print, and json.loads gives back exactly `value`."""
     text = json.dumps(value, ensure_ascii=False, **kwargs)
-    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def echo_json(value: Any) -> None:

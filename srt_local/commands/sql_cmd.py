@@ -13,6 +13,7 @@ from rich.table import Table
 
 from srt_local.commands.common import cell, db_option, json_text, out_console, say
 from srt_local.readonly_sql import open_reader, run_sql
+from srt_local.textsafe import visible
 
 
 def _jsonable(value: Any) -> Any:
@@ -67,6 +68,11 @@ def sql(query: str, fmt: str, snapshot: bool, db_path: Path | None) -> None:
     names, rows = result.columns, result.rows()
     if fmt == "csv":
         writer = csv.writer(sys.stdout)
+        if sys.stdout.isatty():
+            # On a terminal, text is shown, never obeyed: control characters as stand-ins. Piped
+            # or redirected, the CSV holds the stored bytes exactly.
+            names = [visible(n) for n in names]
+            rows = [tuple(visible(v) if isinstance(v, str) else v for v in row) for row in rows]
         writer.writerow(names)
         writer.writerows(rows)
     elif fmt == "json":
