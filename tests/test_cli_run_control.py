@@ -126,6 +126,7 @@ def test_incomplete_exits_3_and_every_failure_exits_4(tmp_path: Path) -> None:
         out = srt("run", "four", "--db", db2, server=server)
     assert out.returncode == 4, out.stderr
     assert "every sample met teacher errors" in out.stderr and "Traceback" not in out.stderr
+    assert out.stdout.strip() == "1"
 
 
 def test_unknown_dataset_creates_no_store(tmp_path: Path) -> None:
@@ -162,12 +163,13 @@ def test_signal_pauses_says_how_to_resume_and_status_watches(
             table = srt("status", "--db", db)
             assert table.returncode == 0 and "running" in table.stdout  # results on stdout
             proc.send_signal(sig)
-            _out, err = proc.communicate(timeout=300)
+            out, err = proc.communicate(timeout=300)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
     assert proc.returncode == 130, err
+    assert out.strip() == "1"  # the id of the run, which exists however it ended
     assert "paused" in err and "Resume with: srt run four --concurrency 1 --db" in err, err
     assert "samples are decided and stored" in err and "Traceback" not in err
     assert run_row(db)["status"] == "paused"
