@@ -241,3 +241,13 @@ def test_a_failed_import_leaves_nothing(tmp_path: Path) -> None:
         with pytest.raises(duckdb.ConstraintException):
             import_dataset(store, DEMO)
     assert counts(db) == {"datasets": 0, "samples": 1, "import_errors": 0}
+
+
+def test_a_raw_control_character_in_json_is_named_whole(tmp_path: Path) -> None:
+    data = tmp_path / "raw.jsonl"
+    good = '{"instruction": "a", "input": "", "output": "b"}\n'
+    data.write_text(good + '{"instruction": "x\x1by", "input": "", "output": "b"}\n')
+    result = srt("import", data, "--db", tmp_path / "s.duckdb")
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.stderr.splitlines() if "line 2" in x)
+    assert line.endswith("invalid JSON at column 19: Invalid control character"), line

@@ -113,7 +113,7 @@ def _print_summary(report: ImportReport, as_json: bool = False) -> None:
         )
         return
     # The name is data: a Text title, never read as markup ("llama[/INST]" is a fine name).
-    title = Text("Dataset ") + cell(repr(report.name))
+    title = Text("Dataset ") + cell(f"'{report.name}'")
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")

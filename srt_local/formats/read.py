@@ -281,7 +281,9 @@ def _jsonl_items(fh: IO[bytes]) -> Iterator[_Item]:
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as exc:
-                yield _Item(location, None, text, f"invalid JSON at column {exc.colno}: {exc.msg}")
+                # json's messages end "... at" when it names a place: the column says where.
+                why = exc.msg.removesuffix(" at")
+                yield _Item(location, None, text, f"invalid JSON at column {exc.colno}: {why}")
                 continue
             except RecursionError:
                 yield _Item(location, None, text, _TOO_DEEP)

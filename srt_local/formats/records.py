@@ -24,13 +24,13 @@ escape is valid JSON but not Unicode, so the store could not hold it).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from srt_local.errors import SrtError
 from srt_local.pairs import Pair
+from srt_local.textsafe import visible
 
 FORMATS = ("alpaca", "sharegpt", "messages")
 
@@ -94,7 +94,8 @@ def describe(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        text = json.dumps(value, ensure_ascii=False)
+        # Control characters as the screens show them everywhere (ESC as ␛), on one line.
+        text = '"' + visible(value, one_line=True) + '"'
         return text if len(text) <= 40 else text[:37] + '..."'
     if isinstance(value, list):
         return f"a list of {len(value)}"
