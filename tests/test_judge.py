@@ -376,7 +376,11 @@ def test_a_killed_judge_run_resumes_without_repeating_a_stored_call(db: Path) ->
 
 def test_errors_are_one_line_messages(db: Path) -> None:
     out = srt("judge", "9", "--judge", "ollama", "--db", str(db), host="http://127.0.0.1:9")
+    # The missing run is named before any judge is looked for.
     assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        line for line in out.stderr.strip().splitlines() if "no run 9" in line
+    ], out.stderr
     with JudgeTestServer() as server:
         out = srt("judge", "9", "--judge", "ollama", "--db", str(db), host=server.url)
     assert out.returncode == 2 and "no run 9" in out.stderr and "Traceback" not in out.stderr

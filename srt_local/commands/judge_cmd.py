@@ -15,7 +15,7 @@ from srt_local.config import load_models
 from srt_local.judge.overrides import apply_verdicts, unapply
 from srt_local.judge.records import AGAINST
 from srt_local.judge.results import JudgedComparison, judged_comparisons
-from srt_local.judge.runner import JudgeError, JudgeSummary, judge_run
+from srt_local.judge.runner import JudgeError, JudgeSummary, check_run, judge_run
 from srt_local.judge.stats import WinRate
 from srt_local.store import Store
 from srt_local.teachers import open_teacher
@@ -88,6 +88,7 @@ def judge(
             say(f"removed {removed} judge overrides from run {run_id}")
             return
         try:
+            check_run(store, run_id)  # before the judge model is looked for and loaded
             summary = asyncio.run(_judge(store, run_id, judge_name, against, seed, limit))
         except JudgeError as exc:
             raise UserError(str(exc)) from None

@@ -115,6 +115,13 @@ async def judge_order(
             return calls, None, None
 
 
+def check_run(store: Store, run_id: int) -> None:
+    """JudgeError unless the store holds run `run_id` (checked before a judge model is loaded)."""
+    if not store.query("SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
+        known = ", ".join(str(r[0]) for r in store.query("SELECT run_id FROM runs ORDER BY 1"))
+        raise JudgeError(f"no run {run_id} in {store.path} (runs: {known or 'none yet'})")
+
+
 async def judge_run(
     store: Store,
     run_id: int,
@@ -132,9 +139,7 @@ async def judge_run(
         raise JudgeError(f"--limit must be at least 1, got {limit}")
     if not isinstance(teacher, ChatTeacher):
         raise JudgeError(f"the teacher {teacher.name!r} cannot judge: it is not a chat model")
-    if not store.query("SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
-        known = ", ".join(str(r[0]) for r in store.query("SELECT run_id FROM runs ORDER BY 1"))
-        raise JudgeError(f"no run {run_id} in {store.path} (runs: {known or 'none yet'})")
+    check_run(store, run_id)
     seed = key_seed(against, seed)
     key = judge_key(teacher)
     todo_pairs = comparisons(store, run_id, against, seed, limit)
