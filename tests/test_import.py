@@ -139,7 +139,7 @@ def test_strict_refuses_the_whole_file(tmp_path: Path) -> None:
     # the same file without --strict imports its two good conversations (line 4: list content)
     result = srt("import", CORPUS / "messages_multiturn.jsonl", "--db", db)
     assert result.exit_code == 0, result.output
-    assert "warning: 4 bad records were not imported" in result.stderr
+    assert "warning: 4 bad records not imported" in result.stderr
     assert counts(db) == {"datasets": 1, "samples": 2, "import_errors": 4}
     with Store.open(db, read_only=True) as store:
         assert store.query("SELECT format, n_turns_skipped FROM datasets") == [("messages", 3)]

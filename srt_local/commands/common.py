@@ -39,6 +39,11 @@ def cell(value: Any) -> Text:
     return Text(visible("NULL" if value is None else str(value)))
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 teacher call', '2 teacher calls'."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def say(message: str, style: str | None = None) -> None:
     """One diagnostic on stderr, shown exactly (control characters made visible)."""
     err_console.print(Text(visible(message), style=style or ""))

@@ -11,6 +11,7 @@ from rich.text import Text
 from srt_local.commands.common import (
     UserError,
     cell,
+    counted,
     db_option,
     echo_json,
     err_console,
@@ -80,8 +81,8 @@ def import_(
     if report.errors:
         _print_errors(report, limit=SHOW_ERRORS)
         warn(
-            f"{report.n_rejected} bad records were not imported "
-            f"({report.n_problems} problems); all are in "
+            f"{counted(report.n_rejected, 'bad record')} not imported "
+            f"({counted(report.n_problems, 'problem')}); all are in "
             f'the store: srt sql "SELECT * FROM import_errors WHERE dataset_id = '
             f'{report.dataset_id}" --db {db}'
         )

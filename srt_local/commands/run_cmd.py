@@ -29,6 +29,7 @@ from srt_local import paths
 from srt_local.commands.common import (
     UserError,
     cell,
+    counted,
     db_option,
     echo_json,
     err_console,
@@ -155,7 +156,8 @@ def print_summary(summary: RunSummary, store: Store) -> None:
         (summary.status, "bold"),
         f" in {summary.elapsed_s:.0f}s, teacher ",
         cell(summary.teacher),
-        f", {summary.teacher_calls} teacher calls",
+        # This execution's calls; `srt status` counts every call the run's samples have.
+        f", {counted(summary.teacher_calls, 'teacher call')} this time",
     )
     err_console.print(head)
     say(kept_line(summary.kept, summary.rejected, passed_unemitted(store, summary.run_id)))
