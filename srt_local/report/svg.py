@@ -50,7 +50,8 @@ def histogram(
     if hi <= lo:
         hi = lo + 1.0
     span = hi - lo
-    lo, hi = lo - span * 0.02, hi + span * 0.02
+    # A margin on both sides, but never below 0 for values that cannot be negative (ratios).
+    lo, hi = (lo - span * 0.02 if lo < 0 else max(0.0, lo - span * 0.02)), hi + span * 0.02
     width = (hi - lo) / bins
     counts = [[0] * bins for _ in series]
     for counted, (_, s) in zip(counts, series, strict=True):
