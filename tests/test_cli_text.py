@@ -187,7 +187,7 @@ def test_status_shows_the_dataset_name_and_error_exactly(hostile_db: Path) -> No
     assert_terminal_safe(result.stdout + result.stderr)
     as_json = json.loads(srt("status", "--db", hostile_db, "--json").stdout)
     assert as_json["dataset"] == NAME and as_json["error"] == RUN_ERROR
-    assert as_json["kept"] == len(HOSTILE)
+    assert as_json["kept"] == len(HOSTILE) and as_json["rejected"] == 0
 
 
 @pytest.mark.parametrize(("fmt", "name"), [("alpaca", "k.json"), ("sharegpt", "k.jsonl")])

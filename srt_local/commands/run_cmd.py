@@ -354,6 +354,7 @@ def run(
 def _status_dict(st: RunStatus, shown: str, unemitted: int, snapshot: bool) -> dict[str, Any]:
     return {
         **asdict(st),
+        "rejected": st.stages.get("decision", 0) - st.kept,  # as the text says it
         "status": shown,
         "stored_status": st.status,
         "passed_unreflected": unemitted,
