@@ -398,21 +398,34 @@ def status(run_id: int | None, db_path: Path | None, as_json: bool) -> None:
         table.add_row(cell(name), str(done), str(st.samples))
     out = out_console
     out.print(table)
-    out.print(cell(f"teacher {st.teacher}, student {st.student}; {st.teacher_calls} teacher calls"))
+    # The lines below stay whole when piped (a Console off a terminal is 80 columns wide).
+    out.print(
+        cell(
+            f"teacher {st.teacher}, student {st.student}; "
+            f"{counted(st.teacher_calls, 'teacher call')}"
+        ),
+        soft_wrap=True,
+    )
     rejected = st.stages.get("decision", 0) - st.kept
-    out.print(cell(kept_line(st.kept, rejected, unemitted)))
-    out.print(cell("branches: " + (", ".join(f"{k} {v}" for k, v in st.by_branch.items()) or "-")))
+    out.print(cell(kept_line(st.kept, rejected, unemitted)), soft_wrap=True)
+    out.print(
+        cell("branches: " + (", ".join(f"{k} {v}" for k, v in st.by_branch.items()) or "-")),
+        soft_wrap=True,
+    )
     if any(h.host != EMBEDDED_HOST for h in st.hosts):
-        out.print(cell("teacher hosts:"))
+        out.print(cell("teacher hosts:"), soft_wrap=True)
         for host in st.hosts:
-            out.print(cell(f"  {host.line()}"))
+            out.print(cell(f"  {host.line()}"), soft_wrap=True)
     if st.failures:
-        out.print(cell("failures: " + ", ".join(f"{k} {v}" for k, v in st.failures.items())))
+        out.print(
+            cell("failures: " + ", ".join(f"{k} {v}" for k, v in st.failures.items())),
+            soft_wrap=True,
+        )
     if st.decisions_per_min is not None:
         eta = (
             f", ETA {st.eta_s / 60:.1f} min" if st.eta_s is not None and shown == "running" else ""
         )
-        out.print(cell(f"throughput {st.decisions_per_min:.1f} samples/min{eta}"))
+        out.print(cell(f"throughput {st.decisions_per_min:.1f} samples/min{eta}"), soft_wrap=True)
     if shown == "interrupted":
         out.print(
             Text(
@@ -421,4 +434,4 @@ def status(run_id: int | None, db_path: Path | None, as_json: bool) -> None:
             )
         )
     if st.error:
-        out.print(Text.assemble(("error: ", "red"), cell(st.error)))
+        out.print(Text.assemble(("error: ", "red"), cell(st.error)), soft_wrap=True)
