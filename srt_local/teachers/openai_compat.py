@@ -180,13 +180,7 @@ class OpenAICompatTeacher(ChatTeacher):
             response = await self._client.post("/chat/completions", json=body)
             if response.status_code != 200:
                 return self._status_error(response.status_code, response.text)
-            reply = response.json()
-            choice = reply["choices"][0]
-            return _generation(
-                choice["message"].get("content") or "",
-                choice.get("finish_reason"),
-                reply.get("usage"),
-            )
+            return _whole_reply(response.json())
         parts: list[str] = []
         finish: str | None = None
         usage: dict[str, Any] | None = None
@@ -195,6 +189,9 @@ class OpenAICompatTeacher(ChatTeacher):
             if response.status_code != 200:
                 text = (await response.aread()).decode("utf-8", "replace")
                 return self._status_error(response.status_code, text)
+            if "application/json" in response.headers.get("content-type", ""):
+                # A server that ignores "stream": true answers with the whole reply at once.
+                return _whole_reply(json.loads(await response.aread()))
             async for line in response.aiter_lines():
                 if not line.startswith("data:"):
                     continue  # blank separators, comments (": ping"), event names
@@ -231,14 +228,26 @@ class OpenAICompatTeacher(ChatTeacher):
             gen = _failed("model_not_found", message, None, retryable=False)
             gen.fatal = f"the server at {self.base_url} has no model {self.model!r}: {message}"
             return gen
+        # Any other 4xx is this request's own (a prompt over the model's context, say): the
+        # sample fails alone, for good, as with Ollama; the same rejection three times in a row
+        # pauses the run (chat.py). Only a refused response_format, which every request
+        # carries, stops the run at once, saying what to set.
         gen = _failed("rejected", message, None, retryable=False)
-        gen.fatal = f"the server at {self.base_url} rejected the request: {message}"
         if refused_format or "json_schema" in text:
-            gen.fatal += (
-                f"; if it does not take OpenAI's json_schema, set response_format = "
-                f'"json_object" (llama-cpp-python) or output = "markers" in [teachers.{self.name}]'
+            gen.fatal = (
+                f"the server at {self.base_url} rejected the request: {message}; if it does not "
+                f'take OpenAI\'s json_schema, set response_format = "json_object" '
+                f'(llama-cpp-python) or output = "markers" in [teachers.{self.name}]'
             )
         return gen
+
+
+def _whole_reply(reply: dict[str, Any]) -> Generation:
+    """A chat completion sent in one piece (not streamed)."""
+    choice = reply["choices"][0]
+    return _generation(
+        choice["message"].get("content") or "", choice.get("finish_reason"), reply.get("usage")
+    )
 
 
 async def inspect_server(client: httpx.AsyncClient, spec: TeacherSpec, url: str) -> list[str]:
