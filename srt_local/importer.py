@@ -57,6 +57,7 @@ class ImportReport:
     errors: list[RecordError] = field(default_factory=list)
     already_imported: bool = False
     refused: str | None = None  # why nothing was written, if it was refused
+    same_content: list[str] = field(default_factory=list)  # datasets already holding this file
 
     def __str__(self) -> str:
         if self.refused:
@@ -93,6 +94,12 @@ def import_dataset(
         return existing
     stream = RecordStream(path, fmt, max_chars)
     report = ImportReport(name=name, path=path, format=stream.format)
+    report.same_content = [
+        str(r[0])
+        for r in store.query(
+            "SELECT name FROM datasets WHERE source_sha256 = ? ORDER BY dataset_id", [sha256]
+        )
+    ]
     _import(store, stream, report, sha256, strict)
     return report
 

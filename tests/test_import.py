@@ -251,3 +251,15 @@ def test_a_raw_control_character_in_json_is_named_whole(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     line = next(x for x in result.stderr.splitlines() if "line 2" in x)
     assert line.endswith("invalid JSON at column 19: Invalid control character"), line
+
+
+def test_the_same_file_under_another_name_is_imported_with_a_notice(tmp_path: Path) -> None:
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"instruction": "a", "input": "", "output": "b"}\n')
+    db = tmp_path / "s.duckdb"
+    assert srt("import", data, "--db", db).exit_code == 0
+    again = srt("import", data, "--name", "copy", "--db", db)
+    assert again.exit_code == 0, again.output
+    assert "imported before, as 'pairs'" in again.stderr
+    quiet = srt("import", data, "--db", db)  # the same name: already imported, nothing new
+    assert "imported before" not in quiet.stderr

@@ -78,6 +78,9 @@ def import_(
         _print_errors(report, limit=None if strict else SHOW_ERRORS)
         raise UserError(f"{file}: {report.refused}")
     _print_summary(report, as_json)
+    if report.same_content and not report.refused:
+        names = ", ".join(f"'{n}'" for n in report.same_content)
+        warn(f"this file's content was imported before, as {names}; both datasets now hold it")
     if report.errors:
         _print_errors(report, limit=SHOW_ERRORS)
         warn(
