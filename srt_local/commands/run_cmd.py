@@ -67,6 +67,14 @@ class _RunProgress(Progress):
 
     rates = ""
 
+    def stop(self) -> None:
+        if not self.tasks and not self.console.is_interactive:
+            # Rich ends a non-terminal display with an empty line: none for a run that failed
+            # before its first stage, so its error is the first line.
+            self.live.stop()
+            return
+        super().stop()
+
     def get_renderables(self) -> Iterable[RenderableType]:
         yield self.make_tasks_table(self.tasks)
         if self.rates:
