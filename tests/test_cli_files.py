@@ -301,8 +301,8 @@ def test_summaries_name_the_flag_that_keeps_passed_unreflected_samples(
     result = srt("status", "--db", db)
     assert result.exit_code == 0, result.stderr
     assert (
-        "kept 0, rejected 2 (2 passed but were not response-reflected; `--emit-unreflected` "
-        "keeps them)" in " ".join(result.stdout.split())
+        "kept 0, rejected 2 (2 passed with their response unchanged, the reflected one not "
+        "kept; `--emit-unreflected` keeps them)" in " ".join(result.stdout.split())
     )
     assert json.loads(srt("status", "--db", db, "--json").stdout)["passed_unreflected"] == 2
 

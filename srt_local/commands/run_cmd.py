@@ -152,7 +152,7 @@ def kept_line(kept: int, rejected: int, unemitted: int) -> str:
     line = f"kept {kept}, rejected {rejected}"
     if unemitted:
         line += (
-            f" ({unemitted} passed but were not response-reflected; "
+            f" ({unemitted} passed with their response unchanged, the reflected one not kept; "
             "`--emit-unreflected` keeps them)"
         )
     return line
@@ -302,8 +302,8 @@ def run(
     Stage 1 reflects each instruction and keeps it if the student's IFD rises; stage 2 reflects
     the chosen branch's response and keeps it if r-IFD falls; kept samples need IFD < 1 and
     r-IFD < 1. Ctrl-C (or SIGTERM) pauses cleanly: what was stored is kept, and the command says
-    how to resume. The run's id is printed on stdout however the run ends (a wrong command creates
-    none); progress and the summary on stderr.
+    how to resume. The run's id is printed on stdout as soon as the run exists (a wrong command
+    creates none); progress and the summary on stderr.
     """
     config = load_models()
     ray = ray_settings(config, executor, ray_address, ray_node_ip, workers)
@@ -327,13 +327,14 @@ def run(
         )
     with Store.open(db_path) as store:
         run_id = prepare_run(store, options, config)  # a bad dataset/teacher/student: exit 2
+        # The result, printed at once: a run killed outright (kill -9) has still said its id.
+        click.echo(run_id)
         stop = threading.Event()
         try:
             with _stop_on_signals(stop):
                 summary = execute(store, options, stop=stop, config=config, run_id=run_id, ray=ray)
         except KeyboardInterrupt:
             _say_interrupted(store, run_id, options, db_path)
-            click.echo(run_id)  # however it ends, the run exists: its id is the result
             raise SystemExit(EXIT_INTERRUPTED) from None
         except SrtError as exc:
             # A failed run, or one paused on a lasting server error: both say what to do.
@@ -341,14 +342,11 @@ def run(
             report_error(
                 message if message.startswith("run ") else f"run {run_id} failed: {message}"
             )
-            click.echo(run_id)
             raise SystemExit(EXIT_RUN_FAILED) from None
         if summary.status == RunState.PAUSED:
             _say_interrupted(store, run_id, options, db_path)
-            click.echo(run_id)
             raise SystemExit(EXIT_INTERRUPTED)
         print_summary(summary, store)
-        click.echo(summary.run_id)
         if summary.status == RunState.INCOMPLETE:
             if summary.kept + summary.rejected == 0:
                 report_error(

@@ -181,7 +181,8 @@ class _Execution:
         todo = [(sid, pair) for sid, pair in samples if sid not in stored.decided]
         decided = len(samples) - len(todo)
         self.log(
-            f"run {run.run_id}: {len(samples)} samples, {len(todo)} to decide, "
+            f"run {run.run_id}: {len(samples)} sample{'s' if len(samples) != 1 else ''}, "
+            f"{len(todo)} to decide, "
             f"teacher key {run.teacher_key}"
         )
         if not todo:
