@@ -415,7 +415,9 @@ def _parse_teacher(name: str, data: Mapping[str, Any], file: Path) -> TeacherSpe
             "concurrency",
             t.get("concurrency", int, 0),
             lambda v: v >= 0,
-            "0 (OLLAMA_NUM_PARALLEL if set, else 1) or a count",
+            "0 (OLLAMA_NUM_PARALLEL if set, else 1) or a count"
+            if backend == "ollama"
+            else "0 (4) or a count",
         ),
         think=_think(t, backend),
         max_num_ctx=t.check(
@@ -621,6 +623,8 @@ def load_models(extra: Path | None = None) -> ModelsConfig:
     teachers: dict[str, TeacherSpec] = {}
     ray = RaySettings()
     read: list[Path] = []
+    # The tables as read so far, per name: a later file changes an entry key by key.
+    raw: dict[str, dict[str, dict[str, Any]]] = {"students": {}, "teachers": {}}
     for file in files:
         if not file.is_file():
             continue
@@ -638,10 +642,12 @@ def load_models(extra: Path | None = None) -> ModelsConfig:
         for name, sdata in top.get("students", dict, {}).items():
             if not isinstance(sdata, dict):
                 raise ConfigError(f"{file}: [students.{name}]: expected a table")
+            sdata = raw["students"][name] = _overlay(raw["students"].get(name), sdata)
             students[name] = _parse_student(name, sdata, file)
         for name, tdata in top.get("teachers", dict, {}).items():
             if not isinstance(tdata, dict):
                 raise ConfigError(f"{file}: [teachers.{name}]: expected a table")
+            tdata = raw["teachers"][name] = _overlay(raw["teachers"].get(name), tdata)
             teachers[name] = _parse_teacher(name, tdata, file)
         ray = _parse_ray(top.get("ray", dict, {}), file, ray)
         top.reject_unknown()
@@ -650,6 +656,29 @@ def load_models(extra: Path | None = None) -> ModelsConfig:
     )
     _check_defaults(config)
     return config
+
+
+# Keys that name the same thing two ways: giving one in a later file drops the other.
+_ALTERNATIVES = (("path", "package"), ("host", "hosts"))
+
+
+def _overlay(earlier: dict[str, Any] | None, later: dict[str, Any]) -> dict[str, Any]:
+    """An entry of a later models.toml over the same name's entry of an earlier one: key by key
+    (and `options` option by option), so `[teachers.ollama] model = "qwen3:8b"` changes the model
+    alone. A later entry with another `backend` replaces the earlier one whole."""
+    if earlier is None or later.get("backend", earlier.get("backend")) != earlier.get("backend"):
+        return later
+    merged = dict(earlier)
+    for pair in _ALTERNATIVES:
+        for key in pair:
+            if key in later:
+                for other in pair:
+                    if other != key:
+                        merged.pop(other, None)
+    merged.update(later)
+    if isinstance(earlier.get("options"), dict) and isinstance(later.get("options"), dict):
+        merged["options"] = {**earlier["options"], **later["options"]}
+    return merged
 
 
 def _check_defaults(config: ModelsConfig) -> None:
