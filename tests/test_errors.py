@@ -103,3 +103,18 @@ def test_a_corrupt_gguf_header_is_one_line_naming_the_file(tmp_path: Path, conte
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     assert "student.gguf: not a valid GGUF" in result.output
+
+
+@pytest.mark.parametrize(
+    "args", [["nosuchcommand"], ["run", "demo", "--limit", "0"], ["judge", "abc"]]
+)
+def test_a_usage_error_is_one_line_too(args: list[str]) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "srt_local.cli", *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--help" in lines[0], lines

@@ -181,6 +181,12 @@ def run_cli(group: click.Group) -> int:
     except click.exceptions.Abort:
         say("interrupted", "yellow")
         return 130
+    except click.UsageError as exc:
+        # One line, as every other error: what was wrong, and where the help is.
+        ctx = exc.ctx
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        report_error(f"{exc.format_message()}{where}")
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
