@@ -19,6 +19,9 @@ from srt_local.config import StudentSpec, load_models
 from srt_local.model_status import ModelStatus, check_servers, model_statuses
 from srt_local.ollama_probe import PROBE_TIMEOUT
 
+# Below this many columns the table's eight columns fold their words: one block per model instead.
+WIDE_TABLE = 140
+
 
 def _columns(row: ModelStatus) -> tuple[Text, Text, str, str, str]:
     """(resolves, source, size, vocab, context) as this table shows them."""
@@ -98,14 +101,30 @@ def models(models_file: Path | None, as_json: bool) -> None:
         )
         return
     console = out_console
-    table = Table(title="Models", title_justify="left")
-    for column in ("role", "name", "resolves", "source", "size", "vocab", "context", "settings"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        ok, source, size, vocab, ctx = _columns(row)
-        name, settings = _settings(row)
-        table.add_row(row.role, cell(name), ok, source, size, vocab, ctx, cell(settings))
-    console.print(table)
+    if console.width >= WIDE_TABLE:
+        table = Table(title="Models", title_justify="left")
+        for column in ("role", "name", "resolves", "source", "size", "vocab", "context"):
+            table.add_column(column, overflow="fold")
+        table.add_column("settings", overflow="fold")
+        for row in rows:
+            ok, source, size, vocab, ctx = _columns(row)
+            name, settings = _settings(row)
+            table.add_row(row.role, cell(name), ok, source, size, vocab, ctx, cell(settings))
+        console.print(table)
+    else:
+        # Eight columns do not fit a narrow terminal (or a pipe's 80): a few lines per model.
+        for row in rows:
+            ok, source, size, vocab, ctx = _columns(row)
+            name, settings = _settings(row)
+            facts = " · ".join(
+                f"{label} {value}"
+                for label, value in (("size", size), ("vocab", vocab), ("context", ctx))
+                if value
+            )
+            console.print(Text.assemble(f"{row.role} ", (cell(name)), ": resolves ", ok))
+            for value in (source, cell(facts), cell(settings)):
+                if value.plain:
+                    console.print(Text("  ") + value, soft_wrap=True)
     servers = {row.check.server for row in rows if row.check and row.check.server}
     for line in sorted(servers):
         console.print(cell(line))
