@@ -254,3 +254,25 @@ async def test_two_lanes_write_the_replies_of_one(
         await teacher.aclose()
     assert plans == [(2, 2)]
     assert two_lanes == one_lane
+
+
+async def test_closing_after_a_lane_failed_ends_the_idle_lanes_too(
+    spec: TeacherSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from srt_local.teachers.batched import _Lane
+
+    def broken(self: _Lane, *args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_Lane, "_step", broken)
+    teacher = await LlamaCppTeacher.open(spec, concurrency=4)  # on 2+ cores: lanes of 2 each
+    try:
+        prompt = build_prompt("response", PAIRS[0], "json", teacher.schema_chars)
+        gen = await asyncio.wait_for(teacher._send(prompt, teacher.options_for(0)), 60)
+        assert gen.error_kind == "llama_error"
+    finally:
+        await teacher.aclose()
+    # The lanes that never had work were waiting for some: closing still ends them.
+    assert not [t for t in threading.enumerate() if t.name.startswith("llamacpp-teacher")]

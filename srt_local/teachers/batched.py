@@ -138,8 +138,9 @@ class BatchedDecoder:
         self.plan = plan
         self.queue: queue.Queue[Request | None] = queue.Queue()
         self.sampler_lock = threading.Lock()
-        self.closed = False
+        self.closed = False  # no new request is taken (closed, or a lane failed)
         self.closed_why = "the embedded teacher was closed"  # what requests still running are told
+        self._shut = False  # close() has run: lanes joined, contexts freed
         self._lanes: list[_Lane] = []
         try:
             for index, size in enumerate(plan.sizes):
@@ -157,9 +158,12 @@ class BatchedDecoder:
         return request.future
 
     def close(self) -> None:
-        """Fail the running and queued requests (at the next token), free the contexts."""
-        if self.closed:
+        """Fail the running and queued requests (at the next token), free the contexts. Also
+        after a lane failed (which closed the decoder to new requests): the other lanes still
+        wait for work, and every context is still to free."""
+        if self._shut:
             return
+        self._shut = True
         self.closed = True
         for _ in self._lanes:
             self.queue.put(None)  # wakes each lane that waits for work
