@@ -1,7 +1,8 @@
 """Read and validate models.toml: the students and teachers srt-local knows.
 
-The shipped models.toml is read first, then the user's file (same tables, same keys) adds or replaces
-entries by name. Every error names the file and the key.
+The shipped models.toml is read first, then the user's file (same tables, same keys) adds entries
+and changes those of a name already read key by key (`_overlay`). Every error names the file and the
+key (an inherited key's error names the later file).
 """
 
 from __future__ import annotations
@@ -659,7 +660,7 @@ def load_models(extra: Path | None = None) -> ModelsConfig:
 
 
 # Keys that name the same thing two ways: giving one in a later file drops the other.
-_ALTERNATIVES = (("path", "package"), ("host", "hosts"))
+_ALTERNATIVES = (("path", "package"), ("host", "hosts"), ("base_url", "hosts"))
 
 
 def _overlay(earlier: dict[str, Any] | None, later: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,13 @@ from typing import Any
 
 from srt_local.host_stats import HostStats
 from srt_local.review import KEPT_SQL
-from srt_local.run.vocabulary import STORED_STAGES, Kind, Stage, failure_name
+from srt_local.run.vocabulary import (
+    STORED_STAGES,
+    Kind,
+    Stage,
+    call_failure_name,
+    failure_name,
+)
 from srt_local.run.vocabulary import RunStatus as Status
 from srt_local.store import Store
 
@@ -138,7 +144,7 @@ def run_status(store: Store, run_id: int) -> RunStatus:
     ):
         calls += int(k)
         if kind is not None:
-            failures[f"teacher call: {kind}"] = int(k)
+            failures[call_failure_name(kind)] = int(k)
     hosts = [
         HostStats(host=host or EMBEDDED_HOST, calls=int(n), errors=int(e), mean_ms=mean)
         for host, n, e, mean in store.query(

@@ -13,7 +13,7 @@ import re
 
 # C0 controls (but tab and newline, which lay text out), DEL, C1 controls, bidi embeddings,
 # overrides and isolates, and lone surrogates.
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _UNSAFE_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
@@ -34,5 +34,5 @@ def visible(text: str, *, one_line: bool = False) -> str:
     """`text` with control characters, bidi controls and lone surrogates shown as visible
     stand-ins (ESC as ␛, NUL as ␀, CSI as \\x9b, U+202E as \\u202e, a lone surrogate as
     \\ud800). Tabs and newlines are kept, unless `one_line`, where they become ␉ and ␊."""
-    pattern = _UNSAFE_ONE_LINE if one_line else _UNSAFE
+    pattern = _UNSAFE_ONE_LINE if one_line else UNSAFE
     return pattern.sub(_stand_in, text)

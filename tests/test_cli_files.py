@@ -233,8 +233,9 @@ def test_full_disk_in_the_store_is_one_line(
     assert "No space left on device" in line and "free some space" in line
 
 
-def test_full_disk_writing_scores_is_one_line(tmp_path: Path) -> None:
-    # /dev/full: every write fails with ENOSPC, as a full disk does.
+def test_a_full_disk_is_told_in_one_line(tmp_path: Path) -> None:
+    # /dev/full: every write fails with ENOSPC, as a full disk does. This checks the message the
+    # CLI gives any OSError (SrtGroup.invoke), not a whole `srt score` onto a full disk.
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full here")
     from srt_local.commands.score import _write_atomically

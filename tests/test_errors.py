@@ -106,7 +106,13 @@ def test_a_corrupt_gguf_header_is_one_line_naming_the_file(tmp_path: Path, conte
 
 
 @pytest.mark.parametrize(
-    "args", [["nosuchcommand"], ["run", "demo", "--limit", "0"], ["judge", "abc"]]
+    "args",
+    [
+        ["nosuchcommand"],
+        ["run", "demo", "--limit", "0"],
+        ["judge", "abc"],
+        ["export", "1", "--out", "x.json"],  # click lists the missing option's choices
+    ],
 )
 def test_a_usage_error_is_one_line_too(args: list[str]) -> None:
     import subprocess

@@ -60,3 +60,18 @@ def test_a_typo_in_an_overlay_is_named(tmp_path: Path) -> None:
         load_models(_user(tmp_path, '[teachers.smollm2-135m-chat]\nconcurrency = "four"\n'))
     with pytest.raises(ConfigError, match=r"-3 is not allowed: 0 \(4\) or a count"):
         load_models(_user(tmp_path, "[teachers.smollm2-135m-chat]\nconcurrency = -3\n"))
+
+
+def test_hosts_replace_one_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = (
+        '[teachers.vllm]\nbackend = "openai"\nmodel = "m"\nbase_url = "http://127.0.0.1:8000/v1"\n'
+    )
+    # Your models.toml names one server; a later file (--models) gives the teacher two.
+    monkeypatch.setattr("srt_local.paths.user_models_toml", lambda: _user(tmp_path, body))
+    later = tmp_path / "later.toml"
+    later.write_text(
+        '[teachers.vllm]\nhosts = ["http://127.0.0.1:8001/v1", "http://127.0.0.1:8002/v1"]\n'
+    )
+    mine = load_models(later).teacher("vllm")
+    assert [h.url for h in mine.hosts] == ["http://127.0.0.1:8001/v1", "http://127.0.0.1:8002/v1"]
+    assert mine.base_url is None

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from srt_local.errors import SrtError
 from srt_local.store import Store, StoreBusyError, StoreError
-from srt_local.textsafe import visible
+from srt_local.textsafe import UNSAFE, visible
 
 # Stored and typed text is data: neither console reads markup, emoji codes or "highlights" numbers
 # and paths in what it prints. Styles are given as Text styles, never as markup in a string.
@@ -53,17 +53,14 @@ def warn(message: str) -> None:
     err_console.print(Text.assemble(("warning: ", "yellow"), visible(message)))
 
 
-# What json.dumps leaves raw with ensure_ascii off but a terminal would act on: DEL, C1 controls
-# (0x9b is a CSI), bidi controls, and lone surrogates (which cannot even be encoded).
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-
-
 def json_text(value: Any, **kwargs: Any) -> str:
     """`value` as JSON with text kept readable (ensure_ascii off) and every character a terminal
     would act on escaped as \\uXXXX (json.dumps escapes C0 itself), so the result is valid UTF-8,
     safe to print, and json.loads gives back exactly `value`."""
     text = json.dumps(value, ensure_ascii=False, **kwargs)
-    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    # json.dumps has escaped C0 in strings (a raw tab or newline left is indent=); DEL, C1, bidi
+    # controls and lone surrogates are left for this.
+    return UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def echo_json(value: Any) -> None:
@@ -185,7 +182,8 @@ def run_cli(group: click.Group) -> int:
         # One line, as every other error: what was wrong, and where the help is.
         ctx = exc.ctx
         where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        report_error(f"{exc.format_message()}{where}")
+        # click lists a missing option's choices one per line: one line here, as every error.
+        report_error(" ".join(f"{exc.format_message()}{where}".split()))
         return exc.exit_code
     except click.ClickException as exc:
         exc.show()

@@ -50,7 +50,7 @@ from srt_local.teachers.base import TeacherError
     "--concurrency",
     type=click.IntRange(min=1),
     default=None,
-    help="Requests in flight at once (Ollama; the embedded teacher runs one at a time).",
+    help="Requests in flight at once (default: the teacher's models.toml concurrency).",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N pairs.")
 @click.option(
@@ -79,7 +79,7 @@ def reflect(
     """Ask a teacher to reflect on every pair of INPUT (.json, .jsonl, .csv, .parquet).
 
     Each output line holds the sample's index and location, the outcome (ok, parse_failed,
-    empty, echo, refused, error), the reflected instruction/input/output, the critique, the raw
+    empty, echo, refused, too_long, rejected, reply_too_long, error), the reflected instruction/input/output, the critique, the raw
     reply of the last attempt and the number of attempts. Every request, retries included, is
     stored in the store's teacher_calls table. Progress goes to stderr.
     """

@@ -11,7 +11,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from srt_local.commands.common import cell, db_option, json_text, out_console, say
+from srt_local.commands.common import cell, counted, db_option, json_text, out_console, say
 from srt_local.readonly_sql import open_reader, run_sql
 from srt_local.textsafe import visible
 
@@ -59,7 +59,8 @@ def _json_keys(names: list[str]) -> list[str]:
 @db_option
 def sql(query: str, fmt: str, snapshot: bool, db_path: Path | None) -> None:
     """Run QUERY read-only on the store. Tables: datasets, samples, import_errors, teacher_calls,
-    versions, reflection_failures, scores, runs, decisions; view: selection.
+    versions, reflection_failures, scores, runs, decisions, judge_calls, judgements,
+    judge_overrides; views: kept_samples, selection.
 
     Example: srt sql "SELECT branch, count(*) FROM decisions GROUP BY branch"
     """
@@ -87,4 +88,4 @@ def sql(query: str, fmt: str, snapshot: bool, db_path: Path | None) -> None:
         for row in rows:
             table.add_row(*[cell(v) for v in row])
         out_console.print(table)
-        say(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
+        say(counted(len(rows), "row"))

@@ -31,7 +31,7 @@ def tui(db_path: Path | None, models_file: Path | None, theme: str) -> None:
     `srt run`, `srt import` or `srt sql` on the same store are refused until you quit. A run
     started in the UI is paused when you quit, and resumed from the Run tab (key u).
 
-    Keys: 1-7 switch tabs, escape leaves a text field, ctrl+t light/dark, ctrl+q quits; each
+    Keys: 1-8 switch tabs, escape leaves a text field, ctrl+t light/dark, ctrl+q quits; each
     tab's own keys are in the footer.
     """
     from tui.app import SrtApp

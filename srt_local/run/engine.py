@@ -31,7 +31,7 @@ from srt_local.run.context import (
 from srt_local.run.method import Paused, Reflections, Unavailable, process_sample
 from srt_local.run.progress import ProgressTracker, RunProgress
 from srt_local.run.repository import RunRepository, RunRow, RunSettings
-from srt_local.run.vocabulary import Profile, RunStatus, Stage
+from srt_local.run.vocabulary import Profile, RunStatus, Stage, call_failure_name
 from srt_local.run_owner import claim
 from srt_local.store import Store
 from srt_local.teachers.base import TeacherError, TeacherServerDown
@@ -295,7 +295,7 @@ class _Workers:
                     tracker.emit(force=True)
             if isinstance(result, Unavailable):
                 self.abandoned += 1
-                tracker.fail(Stage.DECISION, f"teacher call: {result.error_kind}")
+                tracker.fail(Stage.DECISION, call_failure_name(result.error_kind))
                 tracker.emit()
                 continue
             self.repo.save_decision(context.run.run_id, sid, result)

@@ -125,3 +125,8 @@ class Override(StrEnum):
 def failure_name(kind: str, outcome: str) -> str:
     """How a reflection that failed for good is named, in the run summary and in `srt status`."""
     return f"reflection {kind}: {outcome}"
+
+
+def call_failure_name(error_kind: str | None) -> str:
+    """How a failed teacher call is named, in the run summary and in `srt status`."""
+    return f"teacher call: {error_kind}"

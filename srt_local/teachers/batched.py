@@ -1,7 +1,7 @@
 """Several replies at once from one llama.cpp model: continuous batching over decode lanes.
 
-The embedded teacher's replies are a few hundred tokens each. A `BatchedDecoder` keeps up to
-`n_seq` requests in flight. They are spread over *lanes*: a lane is one llama.cpp context driven
+The embedded teacher's replies are a few hundred tokens each. A `BatchedDecoder` keeps several
+requests in flight. They are spread over *lanes*: a lane is one llama.cpp context driven
 by a thread of its own, holding a few sequences. Each request owns a sequence of a lane and its
 own KV stream (n_ctx per sequence, `kv_unified` off); its prompt is evaluated on its own (after
 the prefix that the stream's previous prompt shares with it, as llama-cpp-python's own prompt
@@ -127,13 +127,10 @@ def plan_lanes(n_seq: int, threads: int, offloaded: bool, n_params: int) -> Lane
 
 
 class BatchedDecoder:
-    """Runs up to `n_seq` completions at once on `llama`'s model, in lanes of their own threads."""
+    """Runs completions on `llama`'s model, as many at once as `plan`'s lanes hold sequences."""
 
-    def __init__(self, llama: Llama, n_seq: int, n_ctx_seq: int, plan: LanePlan) -> None:
-        if sum(plan.sizes) != n_seq:
-            raise ValueError(f"the lane plan {plan.sizes} does not hold {n_seq} sequences")
+    def __init__(self, llama: Llama, n_ctx_seq: int, plan: LanePlan) -> None:
         self.llama = llama
-        self.n_seq = n_seq
         self.n_ctx_seq = n_ctx_seq
         self.plan = plan
         self.queue: queue.Queue[Request | None] = queue.Queue()

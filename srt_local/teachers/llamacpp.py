@@ -46,7 +46,7 @@ def default_threads() -> int:
 
 class LlamaCppTeacher(ChatTeacher):
     """Reflections from a GGUF chat model run by llama-cpp-python, `concurrency` at once (each
-    in its own sequence of a batched context, one context per core on a CPU: batched.py)."""
+    in its own sequence of a batched context, one context per CPU on a CPU: batched.py)."""
 
     backend = "llamacpp"
     # llama-cpp-python's default (1.0) lets a small model loop; 1.1 is Ollama's default.
@@ -60,7 +60,7 @@ class LlamaCppTeacher(ChatTeacher):
         self._llama: Llama | None = llama
         self._formatter = _formatter(llama)
         self._decoder: BatchedDecoder | None = BatchedDecoder(
-            llama, self.concurrency, spec.options.num_ctx, _lane_plan(llama, spec, self.concurrency)
+            llama, spec.options.num_ctx, _lane_plan(llama, spec, self.concurrency)
         )
 
     @classmethod
